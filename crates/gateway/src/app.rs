@@ -1,0 +1,85 @@
+//! Shared state and the HTTP surface: the routes, and the ONE place generic tower layers are
+//! ordered.
+//!
+//! The configuration is swapped whole on reload (`ArcSwap`): a request sees one configuration
+//! from start to end; an invalid file is refused and the running one kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::{self, Config};
+use crate::handlers;
+use crate::upstream::client::{self, Client};
+
+pub struct App {
+    config: ArcSwap<Config>,
+    pub client: Client,
+    /// Serialises reloads (SIGHUP and the admin API may race).
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Arc<App> {
+        Arc::new(App {
+            config: ArcSwap::from_pointee(config),
+            client: client::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Re-reads the configuration file and swaps it in if valid. Returns the new configuration's
+    /// summary, or every problem found (the running configuration is kept).
+    pub async fn reload(&self) -> Result<Arc<Config>, config::Error> {
+        let _guard = self.reload_lock.lock().await;
+        let current = self.config();
+        let path: Option<PathBuf> = current.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || match path {
+            Some(p) => config::load(&p),
+            None => Ok(config::zero_config()),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(config::Error {
+                origin: "reload".into(),
+                problems: vec![config::Problem {
+                    path: String::new(),
+                    line: None,
+                    message: format!("the reload task failed: {e}"),
+                }],
+            })
+        })?;
+        if loaded.listen != current.listen {
+            tracing::warn!(old = %current.listen, new = %loaded.listen, "listen address changed; it takes effect on restart");
+        }
+        let loaded = Arc::new(loaded);
+        self.config.store(loaded.clone());
+        tracing::info!(models = loaded.models.len(), providers = loaded.providers.len(), "configuration reloaded");
+        Ok(loaded)
+    }
+}
+
+/// Every route of the gateway, with the generic layers around them.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(handlers::openai::chat))
+        .route("/v1/completions", post(handlers::openai::completions))
+        .route("/v1/embeddings", post(handlers::openai::embeddings))
+        .route("/v1/models", get(handlers::openai::models))
+        .route("/health/live", get(handlers::health::live))
+        .route("/health/ready", get(handlers::health::ready))
+        .route("/admin/v1/reload", post(handlers::admin::reload))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        // Outermost last: a panic anywhere below becomes a 500 in OpenAI's error format.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handlers::panic))
+        .with_state(app)
+}

@@ -1,0 +1,104 @@
+//! Who is calling: virtual keys from `Authorization: Bearer` or `x-api-key`, and the admin key.
+//!
+//! Keys are compared by their SHA-256 hash; the secret is never stored or logged.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Auth, Config, Key};
+use crate::error::{Error, Kind};
+
+/// The caller of a data-plane request.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// `auth: none`.
+    Anonymous,
+    Key(&'a Key),
+}
+
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The presented secret: `Authorization: Bearer X` or `x-api-key: X`.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+        return Some(token.trim());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Step 1 of the pipeline: identify the caller.
+pub fn authenticate<'c>(config: &'c Config, headers: &HeaderMap) -> Result<Caller<'c>, Error> {
+    if config.auth == Auth::None {
+        return Ok(Caller::Anonymous);
+    }
+    let Some(secret) = presented(headers).filter(|s| !s.is_empty()) else {
+        return Err(Error::new(
+            Kind::Unauthorized,
+            "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+        ));
+    };
+    let h = hash(secret);
+    config
+        .keys
+        .iter()
+        .find(|k| bool::from(k.hash.ct_eq(&h)))
+        .map(Caller::Key)
+        .ok_or_else(|| Error::new(Kind::Unauthorized, "Invalid API key."))
+}
+
+/// Whether the caller may use the public model `model`.
+pub fn allow(caller: Caller<'_>, model: &str) -> Result<(), Error> {
+    match caller {
+        Caller::Anonymous => Ok(()),
+        Caller::Key(k) if k.models.is_empty() || k.models.iter().any(|p| glob(p, model)) => Ok(()),
+        Caller::Key(k) => Err(Error::new(
+            Kind::Forbidden,
+            format!("The key '{}' is not allowed to use model '{model}'.", k.name),
+        )),
+    }
+}
+
+/// The admin API's check: `Authorization: Bearer <admin_key>` and nothing else.
+pub fn admin(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
+    let Some(expected) = &config.admin_key else {
+        return Err(Error::new(Kind::Forbidden, "The admin API is disabled: no admin_key is configured."));
+    };
+    match presented(headers) {
+        Some(p) if bool::from(hash(p).ct_eq(&hash(expected.expose()))) => Ok(()),
+        Some(_) => Err(Error::new(Kind::Unauthorized, "Invalid admin key.")),
+        None => Err(Error::new(Kind::Unauthorized, "Missing admin key: send 'Authorization: Bearer <admin_key>'.")),
+    }
+}
+
+/// `*` any run of characters, `?` one character; everything else literal.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("gpt-*", "gpt-4o"));
+        assert!(glob("*", "x"));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("gpt-*", "claude"));
+        assert!(glob("openai/*", "openai/gpt-4o"));
+    }
+}

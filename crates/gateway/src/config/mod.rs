@@ -1,0 +1,361 @@
+//! Configuration: read the file, resolve `${VAR}`, parse (`raw`), validate into a `Config` whose
+//! invariants hold.
+//!
+//! Only this module reads the environment. A `Config` is immutable once built; a reload builds a
+//! new one and swaps it in whole (see `app`). Every problem is reported with its YAML path and
+//! line, all at once where possible, for `switchyard check`.
+
+mod env;
+mod locate;
+mod raw;
+pub mod units;
+mod validate;
+mod zero;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+pub use validate::{Mock, ProviderKind};
+pub(crate) use validate::header_value;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it was read from (`None` for the zero-config default).
+    pub path: Option<PathBuf>,
+    pub listen: String,
+    pub admin_key: Option<Secret>,
+    pub auth: Auth,
+    pub server: Server,
+    pub telemetry: Telemetry,
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    pub models: HashMap<String, Arc<Model>>,
+    pub keys: Vec<Key>,
+    /// `provider/model` names route straight to that provider (zero-config and
+    /// `providers_from_env`).
+    pub direct_routes: bool,
+    pub store: Option<String>,
+    pub redis: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Keys,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub usage_log_bodies: bool,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    pub json_logs: bool,
+    pub log_level: Option<String>,
+    pub otlp_endpoint: Option<String>,
+}
+
+/// A secret string (provider credential, key, admin key): never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(s: impl Into<Arc<str>>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One upstream endpoint.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash (for OpenAI-format providers it includes `/v1`).
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// The credential header, built once (marked sensitive so it is never logged).
+    pub auth_header: Option<(HeaderName, HeaderValue)>,
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// This provider's name as a response header value.
+    pub name_header: HeaderValue,
+}
+
+/// A public model name and its versions.
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub name_header: HeaderValue,
+    pub versions: BTreeMap<String, Arc<Version>>,
+    /// The version that serves when the client pins none (the rollout's `stable`).
+    pub stable: String,
+}
+
+#[derive(Debug)]
+pub struct Version {
+    pub name: String,
+    pub name_header: HeaderValue,
+    pub targets: Vec<Target>,
+    pub routing: Strategy,
+    pub retries: u32,
+    /// Per attempt; for streams, until the response headers arrive.
+    pub timeout: Duration,
+    pub fallbacks: Vec<String>,
+    pub price: Option<Price>,
+    /// Round-robin position.
+    pub cursor: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Weighted,
+    RoundRobin,
+    LeastBusy,
+    Latency,
+    Cost,
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub provider: Arc<Provider>,
+    pub model: String,
+    pub model_header: HeaderValue,
+    pub weight: u32,
+    pub price: Option<Price>,
+    /// Live load of this target, for `least-busy` and `latency` routing.
+    pub stats: TargetStats,
+}
+
+/// Requests in flight and an exponentially weighted moving average of latency (µs).
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    pub in_flight: std::sync::atomic::AtomicU64,
+    pub ewma_us: std::sync::atomic::AtomicU64,
+}
+
+impl TargetStats {
+    /// Folds one observed latency into the average (weight 1/8 for the new sample).
+    pub fn observe(&self, d: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = self.ewma_us.fetch_update(Relaxed, Relaxed, |old| {
+            Some(if old == 0 { sample } else { old - old / 8 + sample / 8 })
+        });
+    }
+}
+
+/// USD per one million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+    pub reasoning: f64,
+}
+
+/// A virtual key declared in the configuration file.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub name: String,
+    /// SHA-256 of the secret; the secret itself is not kept.
+    pub hash: [u8; 32],
+    pub models: Vec<String>,
+}
+
+/// Every problem found in a configuration, each with its YAML path and line.
+#[derive(Debug)]
+pub struct Error {
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(l) => write!(f, "{}:{l}: ", self.origin)?,
+                None => write!(f, "{}: ", self.origin)?,
+            }
+            if !p.path.is_empty() {
+                write!(f, "{}: ", p.path)?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The process environment, the only source of `${VAR}` values in production.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `-c FILE`, else `SWITCHYARD_CONFIG`, else `./switchyard.yaml` if it exists, else `None`
+/// (the zero-config default).
+pub fn locate(cli: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = cli {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = process_env("SWITCHYARD_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from("switchyard.yaml");
+    default.exists().then_some(default)
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error {
+        origin: origin.clone(),
+        problems: vec![Problem {
+            path: String::new(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    let mut config = parse(&text, &origin, &process_env)?;
+    config.path = Some(path.to_path_buf());
+    Ok(config)
+}
+
+/// Validates configuration text; `env` resolves `${VAR}`.
+pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
+    let fail = |problems: Vec<Problem>| Error {
+        origin: origin.to_string(),
+        problems,
+    };
+    let text = env::interpolate(text, env).map_err(|errs| {
+        fail(errs
+            .into_iter()
+            .map(|(line, message)| Problem {
+                path: String::new(),
+                line: Some(line),
+                message,
+            })
+            .collect())
+    })?;
+    let lines = locate::Lines::index(&text);
+    let file = parse_raw(&text, &lines).map_err(|p| fail(vec![p]))?;
+    validate::validate(file, &lines, env).map_err(fail)
+}
+
+/// The zero-config default: every provider whose key is in the environment, the built-in mock,
+/// `provider/model` names.
+pub fn zero_config() -> Config {
+    zero::config(&process_env)
+}
+
+fn parse_raw(text: &str, lines: &locate::Lines) -> Result<raw::File, Problem> {
+    if text.trim().is_empty() {
+        return Ok(raw::File::default());
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, raw::File>(de).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = err.inner();
+        let mut message = inner.to_string();
+        // serde_yaml appends " at line L column C"; the line is reported separately.
+        if let Some(cut) = message.find(" at line ") {
+            message.truncate(cut);
+        }
+        // serde_yaml prefixes its own path ("models.chat: unknown field …"); ours is reported apart.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && !rest.is_empty() {
+                message = rest.to_string();
+            }
+        }
+        let line = inner
+            .location()
+            .map(|l| l.line())
+            .or_else(|| lines.of(&path));
+        if let Some(hint) = did_you_mean(&message) {
+            message.push_str(&hint);
+        }
+        Problem {
+            path,
+            line,
+            message,
+        }
+    })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`", a " (did you mean `a`?)" hint.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|cand| (strsim::damerau_levenshtein(unknown, cand), cand))
+        .filter(|(d, cand)| *d <= 2.max(cand.len() / 3))
+        .min_by_key(|(d, _)| *d)?;
+    Some(format!(" (did you mean `{}`?)", best.1))
+}
+
+/// Closest name among `candidates` to `name`, for "did you mean" hints on references.
+pub(crate) fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+impl Config {
+    /// Finds a model by its public name; `provider/model` when direct routes are on.
+    pub fn model(&self, name: &str) -> Option<Arc<Model>> {
+        if let Some(m) = self.models.get(name) {
+            return Some(m.clone());
+        }
+        None
+    }
+
+    /// For `provider/model` names: the provider and the upstream model.
+    pub fn direct<'a>(&'a self, name: &'a str) -> Option<(&'a Arc<Provider>, &'a str)> {
+        if !self.direct_routes {
+            return None;
+        }
+        let (p, m) = name.split_once('/')?;
+        if m.is_empty() {
+            return None;
+        }
+        self.providers.get(p).map(|p| (p, m))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! Switchyard, the AI model gateway: the binary's library half, so tests can drive the app
+//! in-process. See ARCHITECTURE.md for the codemap.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod cost;
+pub mod error;
+pub mod handlers;
+pub mod pipeline;
+pub mod relay;
+pub mod routing;
+pub mod server;
+pub mod upstream;
+pub mod usage;

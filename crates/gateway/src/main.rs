@@ -1,0 +1,128 @@
+//! `switchyard`: command line → configuration → app → serve.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard::{app, config, server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "AI model gateway: one entry point to many AI models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (default: $SWITCHYARD_CONFIG, else ./switchyard.yaml, else the
+        /// zero-config default).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration without starting anything; exit 0 if valid, 1 if not.
+    Check {
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(config),
+        Command::Serve { config } => serve(config),
+    }
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = config::locate(path.as_deref()) else {
+        println!("no configuration file (-c FILE, SWITCHYARD_CONFIG or ./switchyard.yaml): the zero-config default is valid");
+        return ExitCode::SUCCESS;
+    };
+    match config::load(&path) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} providers, {} models, {} keys)",
+                path.display(),
+                c.providers.len(),
+                c.models.len(),
+                c.keys.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: {} problem(s)", path.display(), e.problems.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let config = match config::locate(path.as_deref()) {
+        Some(p) => match config::load(&p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => config::zero_config(),
+    };
+    let _log_guard = init_logging(&config.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let listen = config.listen.clone();
+        if config.auth == config::Auth::None {
+            tracing::warn!("auth: none — the data plane is open to anyone who can reach {listen}");
+        }
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+        let app = app::App::new(config);
+        // Scripts and tests read this line to find the port.
+        println!("switchyard listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        server::serve(app.clone(), listener, server::signals(app)).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Logs go to stderr through a non-blocking, bounded writer: a slow terminal never stalls a
+/// request. The guard flushes what is queued on exit.
+fn init_logging(t: &config::Telemetry) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .or_else(|_| EnvFilter::try_new(t.log_level.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    if t.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    guard
+}

@@ -1,0 +1,275 @@
+//! The life of a data-plane request, top to bottom.
+//!
+//! ```text
+//!   1. authenticate      auth::authenticate        401
+//!   2. read the body     read_body                 413, 400
+//!   3. parse             providers::…::peek        400
+//!   4. resolve           routing::resolve          404
+//!   5. authorize         auth::allow               403
+//!   6. admit             (limits and budgets: reserve before, settle after)
+//!   7. order targets     routing::order
+//!   8. send              upstream::send            retries, failover; 429 502 503 504
+//!   9. answer            buffered: price, add usage.cost | streamed: relay::Relay
+//!  10. finish            usage::emit — always, also on error and client disconnect
+//! ```
+//!
+//! Business policy lives here as plain async code; tower layers in `app` do only
+//! protocol-generic work.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use providers::openai::peek::{self, Endpoint};
+
+use crate::app::App;
+use crate::auth;
+use crate::config::Config;
+use crate::cost::{self, Tokens};
+use crate::error::{Error, Kind, Protocol};
+use crate::relay::Relay;
+use crate::routing;
+use crate::upstream::{self, Call};
+use crate::usage;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+pub static X_VERSION: HeaderName = HeaderName::from_static("x-switchyard-version");
+pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub static X_UPSTREAM_MODEL: HeaderName = HeaderName::from_static("x-switchyard-upstream-model");
+pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+pub static X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost");
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+static NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+
+/// What is known about a request as it goes: becomes the response headers and the record.
+struct Ctx {
+    headers: HeaderMap,
+    record: Option<usage::Record>,
+}
+
+impl Ctx {
+    fn record(&mut self) -> Option<&mut usage::Record> {
+        self.record.as_mut()
+    }
+}
+
+/// Serves one OpenAI-protocol request (`/v1/chat/completions`, `/v1/completions`,
+/// `/v1/embeddings`).
+pub async fn openai(app: &App, req: http::Request<Body>, endpoint: Endpoint) -> Response {
+    let started = Instant::now();
+    let config = app.config();
+    let request_id = request_id(req.headers());
+    let mut cx = Ctx {
+        headers: HeaderMap::with_capacity(8),
+        record: Some(usage::Record::new(request_id.clone(), endpoint_name(endpoint), started)),
+    };
+    if let Ok(v) = HeaderValue::try_from(request_id) {
+        cx.headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    let mut resp = match run(app, &config, req, endpoint, &mut cx).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let Some(mut r) = cx.record.take() {
+                r.status = e.status().as_u16();
+                r.error = Some(e.message.to_string());
+                usage::emit(r);
+            }
+            e.into_response(Protocol::OpenAi)
+        }
+    };
+    resp.headers_mut().extend(cx.headers);
+    resp
+}
+
+async fn run(
+    app: &App,
+    config: &Config,
+    req: http::Request<Body>,
+    endpoint: Endpoint,
+    cx: &mut Ctx,
+) -> Result<Response, Error> {
+    let deadline = Instant::now() + config.server.request_timeout;
+    let (parts, body) = req.into_parts();
+
+    // 1. Authenticate.
+    let caller = auth::authenticate(config, &parts.headers)?;
+    if let (auth::Caller::Key(k), Some(r)) = (caller, cx.record()) {
+        r.key = Some(k.name.clone());
+    }
+
+    // 2. Read the body, within the size limit and the request deadline.
+    let body = read_body(&parts.headers, body, config.server.max_body_bytes, deadline).await?;
+
+    // 3. Parse only what routing needs.
+    let peek = peek::request(&body, endpoint).map_err(|e| Error::invalid(e.message, e.param))?;
+    if let Some(r) = cx.record() {
+        r.streamed = peek.stream;
+    }
+
+    // 4. Resolve model and version.
+    let pinned = parts.headers.get(&X_VERSION).and_then(|v| v.to_str().ok());
+    let route = routing::resolve(config, &peek.model, pinned)?;
+    cx.headers.insert(X_MODEL.clone(), route.model_header.clone());
+    cx.headers.insert(X_VERSION.clone(), route.version.name_header.clone());
+    if let Some(r) = cx.record() {
+        r.model.clone_from(&route.model);
+        r.version.clone_from(&route.version.name);
+    }
+
+    // 5. Authorize the model for this caller.
+    auth::allow(caller, &route.model)?;
+
+    // 6. Admission (rate limits, budgets) plugs in here: reserve now, settle in `finish`.
+
+    // 7–8. Order the targets and send, with retries and failover.
+    let order = routing::order(&route.version);
+    let call = Call {
+        endpoint,
+        body: &body,
+        peek: &peek,
+        deadline,
+    };
+    let success = match upstream::send(&app.client, &route.version, &order, &call).await {
+        Ok(s) => s,
+        Err((e, attempts)) => {
+            cx.headers.insert(X_ATTEMPTS.clone(), upstream::attempts_header(attempts.len()));
+            if let Some(r) = cx.record() {
+                r.attempts = attempts;
+            }
+            return Err(e);
+        }
+    };
+    let target = success.target;
+    cx.headers.insert(X_PROVIDER.clone(), target.provider.name_header.clone());
+    cx.headers.insert(X_UPSTREAM_MODEL.clone(), target.model_header.clone());
+    cx.headers.insert(X_ATTEMPTS.clone(), upstream::attempts_header(success.attempts.len()));
+    let price = target.price.or(route.version.price);
+    let mut record = cx.record.take().unwrap_or_else(|| usage::Record::new(String::new(), "", Instant::now()));
+    record.provider.clone_from(&target.provider.name);
+    record.upstream_model.clone_from(&target.model);
+    record.attempts = success.attempts;
+    record.status = 200;
+
+    // 9. Answer.
+    let (up_parts, mut up_body) = success.response.into_parts();
+    if peek.stream {
+        let relay = Relay::new(up_body, success.first, peek.include_usage, price, route.version.timeout, record);
+        let mut resp = Response::new(Body::new(relay));
+        *resp.status_mut() = up_parts.status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, EVENT_STREAM.clone());
+        h.insert(header::CACHE_CONTROL, NO_CACHE.clone());
+        return Ok(resp);
+    }
+    let bytes = up_body.take_full().unwrap_or_default();
+    let (bytes, usd) = match peek::usage(&bytes) {
+        Ok(Some((u, span))) => {
+            let tokens = Tokens::from_openai(&u);
+            let usd = price.map_or(0.0, |p| cost::usd(&p, &tokens));
+            record.tokens = tokens;
+            record.cost = Some(usd);
+            let value = cost::format(usd);
+            (Bytes::from(peek::add_member(&bytes, span, "cost", value.as_bytes())), Some(value))
+        }
+        Ok(None) => (bytes, None),
+        Err(_) => {
+            record.status = 502;
+            record.error = Some("malformed upstream body".into());
+            usage::emit(record);
+            return Err(Error::new(
+                Kind::UpstreamBad,
+                format!("Provider '{}' answered with a malformed response.", target.provider.name),
+            ));
+        }
+    };
+    record.completed = true;
+    record.first_token = Some(record.started.elapsed());
+    usage::emit(record);
+    if let Some(v) = usd.and_then(|v| HeaderValue::try_from(v).ok()) {
+        cx.headers.insert(X_COST.clone(), v);
+    }
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = up_parts.status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, JSON.clone());
+    Ok(resp)
+}
+
+/// Reads the whole request body: 413 beyond `limit` (checked on `Content-Length` first, then as
+/// bytes arrive), 408-style 400 if the client is too slow.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Instant) -> Result<Bytes, Error> {
+    let too_large = || {
+        Error::new(
+            Kind::PayloadTooLarge,
+            format!("The request body is larger than the gateway's limit of {limit} bytes."),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(wait, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(Error::invalid("The request body could not be read.", None)),
+        Err(_) => Err(Error::invalid("The request body was not received in time.", None)),
+    }
+}
+
+fn endpoint_name(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Chat => "chat.completions",
+        Endpoint::Completions => "completions",
+        Endpoint::Embeddings => "embeddings",
+    }
+}
+
+/// The client's `x-request-id` when it is a sane token, else a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            return v.to_string();
+        }
+    }
+    let mut id = String::with_capacity(36);
+    id.push_str("req_");
+    let n = fastrand::u128(..);
+    for shift in (0..32).rev() {
+        let nibble = ((n >> (shift * 4)) & 0xf) as u8;
+        id.push(char::from(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 }));
+    }
+    id
+}
+
+/// Answer to paths and methods the gateway does not serve, in OpenAI's error format.
+pub fn not_found(path: &str) -> Response {
+    Error::new(Kind::NotFound, format!("Unknown path '{path}'."))
+        .into_response(Protocol::OpenAi)
+}
+
+pub fn method_not_allowed() -> Response {
+    Error::new(Kind::MethodNotAllowed, "This method is not allowed on this path.").into_response(Protocol::OpenAi)
+}
+
+/// A 200 JSON answer.
+pub fn json(value: &serde_json::Value) -> Response {
+    let mut resp = Response::new(Body::from(serde_json::to_vec(value).unwrap_or_default()));
+    resp.headers_mut().insert(header::CONTENT_TYPE, JSON.clone());
+    resp
+}
+
+pub fn json_status(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = json(value);
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,414 @@
+//! Talking to providers: each provider type's HTTP request, the pooled client, and the attempt
+//! loop (retries with backoff, failover to the next target, failure classification).
+//!
+//! This module decides *whether* to try again; which target comes next is `routing`'s business.
+//! It never parses a body it forwards: it reads only what it must to classify a failure.
+
+pub mod body;
+pub mod client;
+mod mock;
+mod openai;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use providers::openai::peek::{self, Endpoint};
+
+use crate::config::{Provider, ProviderKind, Target, Version};
+use crate::error::{Error, Kind};
+
+pub use body::UpstreamBody;
+
+/// What the pipeline asks of the upstream layer.
+pub struct Call<'a> {
+    pub endpoint: Endpoint,
+    pub body: &'a Bytes,
+    pub peek: &'a peek::Request<'a>,
+    /// Absolute deadline of the whole request (server `request_timeout`).
+    pub deadline: Instant,
+}
+
+/// A response whose status is a success, with its body still to be read or relayed.
+pub struct Success<'v> {
+    pub target: &'v Target,
+    pub response: http::Response<UpstreamBody>,
+    /// For streams: the first body bytes, already read (they proved the stream started).
+    pub first: Option<Bytes>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// One try of one target, for the usage record and the `x-switchyard-attempts` header.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub provider: String,
+    pub model: String,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ok(StatusCode),
+    /// Could not connect, or the connection broke before an answer.
+    Connect,
+    Timeout,
+    Status(StatusCode),
+    /// A success status with a body that is not the provider's protocol.
+    Malformed,
+}
+
+/// Why an attempt failed, with what the client may be told.
+#[derive(Debug)]
+pub enum Failure {
+    Connect,
+    Timeout,
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        message: Option<String>,
+        code: Option<String>,
+        param: Option<String>,
+    },
+    Malformed,
+}
+
+impl Failure {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Failure::Connect => Outcome::Connect,
+            Failure::Timeout => Outcome::Timeout,
+            Failure::Status { status, .. } => Outcome::Status(*status),
+            Failure::Malformed => Outcome::Malformed,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Try this target again (after a backoff), while its retries last.
+    Retry,
+    /// Go to the next target.
+    Failover,
+    /// The request itself is wrong: answer the client now.
+    Stop,
+}
+
+fn classify(f: &Failure) -> Next {
+    match f {
+        Failure::Connect | Failure::Timeout | Failure::Malformed => Next::Retry,
+        Failure::Status { status, code, message, .. } => {
+            let s = status.as_u16();
+            if s == 429 || s >= 500 {
+                Next::Retry
+            } else if s == 401 || s == 403 || s == 404 {
+                // The provider's configuration (credential, model name), not the client's request.
+                Next::Failover
+            } else if is_context_length(code.as_deref(), message.as_deref()) {
+                Next::Failover
+            } else {
+                Next::Stop
+            }
+        }
+    }
+}
+
+fn is_context_length(code: Option<&str>, message: Option<&str>) -> bool {
+    code == Some("context_length_exceeded")
+        || message.is_some_and(|m| m.contains("context length") || m.contains("context window") || m.contains("maximum context"))
+}
+
+/// Sends `call` to the targets of `version` in `order`, each tried up to `1 + retries` times,
+/// until one answers with a success status.
+pub async fn send<'v>(
+    client: &client::Client,
+    version: &'v Version,
+    order: &[usize],
+    call: &Call<'_>,
+) -> Result<Success<'v>, (Error, Vec<Attempt>)> {
+    let mut attempts = Vec::new();
+    let mut last: Option<(Failure, &Provider)> = None;
+    'targets: for &i in order {
+        let target = &version.targets[i];
+        for retry in 0..=version.retries {
+            let now = Instant::now();
+            if now >= call.deadline {
+                break 'targets;
+            }
+            let timeout = version.timeout.min(call.deadline - now);
+            target.stats.in_flight.fetch_add(1, Relaxed);
+            let result = attempt(client, target, call, timeout).await;
+            target.stats.in_flight.fetch_sub(1, Relaxed);
+            let elapsed = now.elapsed();
+            // Failures weigh as slow answers in the latency average.
+            let penalty = if result.is_ok() { Duration::ZERO } else { Duration::from_secs(1) };
+            target.stats.observe(elapsed + penalty);
+            match result {
+                Ok((response, first)) => {
+                    attempts.push(Attempt {
+                        provider: target.provider.name.clone(),
+                        model: target.model.clone(),
+                        outcome: Outcome::Ok(response.status()),
+                        elapsed,
+                    });
+                    return Ok(Success {
+                        target,
+                        response,
+                        first,
+                        attempts,
+                    });
+                }
+                Err(failure) => {
+                    attempts.push(Attempt {
+                        provider: target.provider.name.clone(),
+                        model: target.model.clone(),
+                        outcome: failure.outcome(),
+                        elapsed,
+                    });
+                    tracing::debug!(provider = %target.provider.name, model = %target.model, outcome = ?failure.outcome(), "upstream attempt failed");
+                    let next = classify(&failure);
+                    let retry_after = match &failure {
+                        Failure::Status { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    last = Some((failure, &target.provider));
+                    match next {
+                        Next::Stop => break 'targets,
+                        Next::Failover => continue 'targets,
+                        Next::Retry if retry == version.retries => continue 'targets,
+                        Next::Retry => {
+                            let wait = backoff(retry).max(retry_after.unwrap_or_default());
+                            // A Retry-After beyond the deadline or too long to wait: move on.
+                            if wait > Duration::from_secs(10) || Instant::now() + wait >= call.deadline {
+                                continue 'targets;
+                            }
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Err((final_error(last, call.deadline), attempts))
+}
+
+/// Exponential backoff with jitter: 100 ms, 200 ms, 400 ms … capped at 2 s, each scaled by a
+/// random factor in [0.5, 1).
+fn backoff(retry: u32) -> Duration {
+    let base = Duration::from_millis(100).saturating_mul(1 << retry.min(5)).min(Duration::from_secs(2));
+    base.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// The client's error after every attempt failed: the last failure decides the status.
+fn final_error(last: Option<(Failure, &Provider)>, deadline: Instant) -> Error {
+    let Some((failure, provider)) = last else {
+        return if Instant::now() >= deadline {
+            Error::new(Kind::UpstreamTimeout, "The request timed out before any provider answered.")
+        } else {
+            Error::new(Kind::NoHealthyTarget, "No target is available for this model.")
+        };
+    };
+    let p = &provider.name;
+    match failure {
+        Failure::Connect => Error::new(Kind::NoHealthyTarget, format!("No healthy target: provider '{p}' could not be reached.")),
+        Failure::Timeout => Error::new(Kind::UpstreamTimeout, format!("Provider '{p}' did not answer in time.")),
+        Failure::Malformed => Error::new(Kind::UpstreamBad, format!("Provider '{p}' answered with a malformed response.")),
+        Failure::Status { status, retry_after, message, code, param } => {
+            let s = status.as_u16();
+            if s == 429 {
+                Error::new(Kind::RateLimited, format!("Provider '{p}' is rate limiting requests; retry later."))
+                    .with_retry_after(retry_after.or(Some(Duration::from_secs(1))))
+            } else if s == 401 || s == 403 {
+                Error::new(Kind::UpstreamBad, format!("Provider '{p}' refused the gateway's credentials (HTTP {s}); check its api_key."))
+            } else if s == 404 {
+                Error::new(Kind::UpstreamBad, format!("Provider '{p}' does not know the requested model (HTTP 404)."))
+            } else if s >= 500 {
+                Error::new(Kind::UpstreamBad, format!("Provider '{p}' failed with HTTP {s}."))
+            } else {
+                // The client's own mistake, as the provider described it.
+                let mut e = Error::new(
+                    Kind::InvalidRequest,
+                    message.unwrap_or_else(|| format!("Provider '{p}' rejected the request (HTTP {s}).")),
+                );
+                e.status = Some(status);
+                e.code = code.map(Into::into);
+                e.param = param.map(Into::into);
+                e
+            }
+        }
+    }
+}
+
+/// One try of one target.
+async fn attempt(
+    client: &client::Client,
+    target: &Target,
+    call: &Call<'_>,
+    timeout: Duration,
+) -> Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure> {
+    match &target.provider.kind {
+        ProviderKind::Mock(m) => mock::call(m, target, call, timeout).await,
+        ProviderKind::OpenAi | ProviderKind::Azure { .. } | ProviderKind::OpenAiCompatible { .. } => {
+            let req = openai::request(target, call)?;
+            exchange(client, req, call.peek.stream, timeout, &target.provider).await
+        }
+    }
+}
+
+/// Sends `req` and waits, within `timeout`, for a success status and then the whole body
+/// (buffered calls) or the first body bytes (streams).
+async fn exchange(
+    client: &client::Client,
+    req: http::Request<http_body_util::Full<Bytes>>,
+    stream: bool,
+    timeout: Duration,
+    provider: &Provider,
+) -> Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure> {
+    use http_body_util::BodyExt;
+
+    let work = async {
+        let resp = client.request(req).await.map_err(|_| Failure::Connect)?;
+        let (parts, mut incoming) = resp.into_parts();
+        if !parts.status.is_success() {
+            let body = read_limited(&mut incoming, 1 << 20).await.unwrap_or_default();
+            return Err(status_failure(parts.status, &parts.headers, &body, provider));
+        }
+        if stream {
+            let first = loop {
+                match incoming.frame().await {
+                    Some(Ok(f)) => match f.into_data() {
+                        Ok(d) if !d.is_empty() => break Some(d),
+                        _ => continue,
+                    },
+                    Some(Err(_)) => return Err(Failure::Connect),
+                    None => break None,
+                }
+            };
+            Ok((http::Response::from_parts(parts, UpstreamBody::Http(incoming)), first))
+        } else {
+            let body = read_limited(&mut incoming, 256 << 20).await.map_err(|_| Failure::Connect)?;
+            Ok((http::Response::from_parts(parts, UpstreamBody::Full(Some(body))), None))
+        }
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| Failure::Timeout)?
+}
+
+async fn read_limited(body: &mut hyper::body::Incoming, limit: usize) -> Result<Bytes, ()> {
+    use http_body_util::BodyExt;
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        if let Ok(d) = frame.into_data() {
+            if out.len() + d.len() > limit {
+                return Err(());
+            }
+            if out.is_empty() && body.is_end_stream() {
+                return Ok(d);
+            }
+            out.extend_from_slice(&d);
+        }
+    }
+    Ok(out.freeze())
+}
+
+use http_body::Body as _;
+
+/// Reads an upstream error answer: its Retry-After and, in OpenAI's error shape, its message,
+/// with the provider's credential scrubbed should it be echoed.
+fn status_failure(status: StatusCode, headers: &http::HeaderMap, body: &[u8], provider: &Provider) -> Failure {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: Option<String>,
+        code: Option<serde_json::Value>,
+        param: Option<String>,
+    }
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+        .or_else(|| {
+            headers
+                .get("retry-after-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_millis)
+        });
+    let parsed = serde_json::from_slice::<Outer>(body).ok();
+    let (message, code, param) = match parsed {
+        Some(o) => (
+            o.error.message.map(|m| scrub(m, provider)),
+            o.error.code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            o.error.param,
+        ),
+        None => (None, None, None),
+    };
+    Failure::Status {
+        status,
+        retry_after,
+        message,
+        code,
+        param,
+    }
+}
+
+/// Removes the provider's credential from an upstream message, should it be echoed.
+fn scrub(message: String, provider: &Provider) -> String {
+    match &provider.api_key {
+        Some(k) if k.expose().len() >= 4 && message.contains(k.expose()) => message.replace(k.expose(), "***"),
+        _ => message,
+    }
+}
+
+/// The `x-switchyard-attempts` value.
+pub fn attempts_header(n: usize) -> HeaderValue {
+    HeaderValue::from(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(s: u16, code: Option<&str>) -> Failure {
+        Failure::Status {
+            status: StatusCode::from_u16(s).unwrap(),
+            retry_after: None,
+            message: None,
+            code: code.map(String::from),
+            param: None,
+        }
+    }
+
+    #[test]
+    fn classifies_failures() {
+        assert_eq!(classify(&Failure::Connect), Next::Retry);
+        assert_eq!(classify(&Failure::Timeout), Next::Retry);
+        assert_eq!(classify(&status(500, None)), Next::Retry);
+        assert_eq!(classify(&status(429, None)), Next::Retry);
+        assert_eq!(classify(&status(401, None)), Next::Failover);
+        assert_eq!(classify(&status(400, Some("context_length_exceeded"))), Next::Failover);
+        assert_eq!(classify(&status(400, None)), Next::Stop);
+        assert_eq!(classify(&status(422, None)), Next::Stop);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for r in 0..10 {
+            let b = backoff(r);
+            assert!(b <= Duration::from_secs(2));
+            assert!(b >= Duration::from_millis(50));
+        }
+        assert!(backoff(0) < Duration::from_millis(100));
+    }
+}
