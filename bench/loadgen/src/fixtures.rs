@@ -51,7 +51,14 @@ fn chunk(delta: &str, finish: &str) -> String {
 }
 
 const WORDS: [&str; 8] = [
-    "Hello", " from", " the", " Switchyard", " benchmark", " mock", " upstream", ".",
+    "Hello",
+    " from",
+    " the",
+    " Switchyard",
+    " benchmark",
+    " mock",
+    " upstream",
+    ".",
 ];
 
 /// The SSE events of one streamed answer with `chunks` content chunks: the first carries the
@@ -61,7 +68,10 @@ pub fn stream_events(chunks: usize) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(chunks + 2);
     for i in 0..chunks {
         let s = if i == 0 {
-            chunk(r#"{"role":"assistant","content":"","refusal":null}"#, "null")
+            chunk(
+                r#"{"role":"assistant","content":"","refusal":null}"#,
+                "null",
+            )
         } else if i + 1 == chunks {
             chunk("{}", r#""stop""#)
         } else {

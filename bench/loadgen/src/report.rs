@@ -334,9 +334,7 @@ fn render_latency(out: &mut String, sc: &Scenario) {
             continue;
         }
         let ovh = |p: &str| match direct {
-            Some(d) if name != "direct" => {
-                fmt_spread(paired_overhead(cell, d, p), fmt_signed_us)
-            }
+            Some(d) if name != "direct" => fmt_spread(paired_overhead(cell, d, p), fmt_signed_us),
             _ => "—".to_string(),
         };
         rows.push(vec![
@@ -416,8 +414,14 @@ fn render_stream(out: &mut String, sc: &Scenario) {
             continue;
         }
         let ttfb99 = cell.spread("ttfb_us/p99");
-        let emin = cell.values("events/min").into_iter().fold(f64::NAN, f64::min);
-        let emax = cell.values("events/max").into_iter().fold(f64::NAN, f64::max);
+        let emin = cell
+            .values("events/min")
+            .into_iter()
+            .fold(f64::NAN, f64::min);
+        let emax = cell
+            .values("events/max")
+            .into_iter()
+            .fold(f64::NAN, f64::max);
         let events = if emin.is_nan() {
             "—".to_string()
         } else if emin == emax {
@@ -520,10 +524,9 @@ impl Report {
         for (p, label) in [("p50", "p50"), ("p99", "p99")] {
             let path = format!("latency_us/{p}");
             let (so, no) = match (sy("a"), ng("a"), direct) {
-                (Some(s), Some(n), Some(d)) => (
-                    paired_overhead(s, d, &path),
-                    paired_overhead(n, d, &path),
-                ),
+                (Some(s), Some(n), Some(d)) => {
+                    (paired_overhead(s, d, &path), paired_overhead(n, d, &path))
+                }
                 _ => (None, None),
             };
             let measured = match (so, no) {
@@ -551,10 +554,7 @@ impl Report {
         }
 
         let rps = |c: Option<&Cell>, s| c.and_then(|c: &Cell| c.spread(s));
-        let r = ratio(
-            rps(sy("b-identity"), "rps"),
-            rps(ng("b-identity"), "rps"),
-        );
+        let r = ratio(rps(sy("b-identity"), "rps"), rps(ng("b-identity"), "rps"));
         g.push(goal(
             "(b) c=64 throughput ≥ 0.8× nginx",
             fmt_ratio(r),
@@ -600,7 +600,9 @@ impl Report {
             .iter()
             .filter_map(|s| rps(sy(s), "procs/target/peak_rss_kib"))
             .map(|s| s.median)
-            .fold(None, |acc: Option<f64>, x| Some(acc.map_or(x, |a| a.max(x))));
+            .fold(None, |acc: Option<f64>, x| {
+                Some(acc.map_or(x, |a| a.max(x)))
+            });
         g.push(goal(
             "(b)(c) peak RSS ≤ 40 MiB at c=64",
             peak.map_or("—".to_string(), fmt_mib_from_kib),
@@ -657,7 +659,10 @@ impl Report {
                         ));
                     }
                     if ok == 0.0 {
-                        p.push(format!("{} / {name} / rep {rep}: no successful request", sc.id));
+                        p.push(format!(
+                            "{} / {name} / rep {rep}: no successful request",
+                            sc.id
+                        ));
                     }
                 }
             }
@@ -686,8 +691,15 @@ impl Report {
              resolution); peak RSS is the target's VmHWM (summed over its processes), the target \
              being restarted for every run.\n"
         );
-        if self.scenarios.iter().any(|s| s.cell("switchyard").is_some()) {
-            let _ = writeln!(out, "## Goals of issue 3 (Switchyard against nginx, this run)\n");
+        if self
+            .scenarios
+            .iter()
+            .any(|s| s.cell("switchyard").is_some())
+        {
+            let _ = writeln!(
+                out,
+                "## Goals of issue 3 (Switchyard against nginx, this run)\n"
+            );
             let rows: Vec<Vec<String>> = self
                 .goals("switchyard")
                 .into_iter()
@@ -757,11 +769,16 @@ mod tests {
             let d = 50.0 + rep as f64;
             input += &format!("{}\n", line("a", "latency", "direct", rep, d, 10000.0));
             input += &format!("{}\n", line("a", "latency", "nginx", rep, d + 30.0, 9000.0));
-            input += &format!("{}\n", line("a", "latency", "switchyard", rep, d + 50.0, 8000.0));
+            input += &format!(
+                "{}\n",
+                line("a", "latency", "switchyard", rep, d + 50.0, 8000.0)
+            );
             for s in ["b-identity", "b-gzip"] {
                 input += &format!("{}\n", line(s, "throughput", "nginx", rep, 900.0, 30000.0));
-                input +=
-                    &format!("{}\n", line(s, "throughput", "switchyard", rep, 900.0, 27000.0));
+                input += &format!(
+                    "{}\n",
+                    line(s, "throughput", "switchyard", rep, 900.0, 27000.0)
+                );
             }
             input += &format!("{}\n", line("c", "stream", "nginx", rep, 500.0, 600.0));
             input += &format!("{}\n", line("c", "stream", "switchyard", rep, 600.0, 600.0));

@@ -35,7 +35,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     }
     let d = Duration::from_secs_f64(secs);
     if d > MAX_RUN {
-        bail!("duration {s:?} is longer than the limit of {}s", MAX_RUN.as_secs());
+        bail!(
+            "duration {s:?} is longer than the limit of {}s",
+            MAX_RUN.as_secs()
+        );
     }
     Ok(d)
 }
@@ -132,9 +135,15 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_duration("0").ok(), Some(Duration::ZERO));
         for bad in ["", "s", "10x", "-1s", "1e99h", "2h", "abc", "1..2s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");

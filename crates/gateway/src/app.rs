@@ -62,7 +62,11 @@ impl App {
         }
         let loaded = Arc::new(loaded);
         self.config.store(loaded.clone());
-        tracing::info!(models = loaded.models.len(), providers = loaded.providers.len(), "configuration reloaded");
+        tracing::info!(
+            models = loaded.models.len(),
+            providers = loaded.providers.len(),
+            "configuration reloaded"
+        );
         Ok(loaded)
     }
 }
@@ -80,6 +84,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Outermost last: a panic anywhere below becomes a 500 in OpenAI's error format.
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handlers::panic))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            handlers::panic,
+        ))
         .with_state(app)
 }

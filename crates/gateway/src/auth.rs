@@ -25,10 +25,15 @@ pub fn hash(secret: &str) -> [u8; 32] {
 fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))?;
         return Some(token.trim());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Step 1 of the pipeline: identify the caller.
@@ -58,7 +63,10 @@ pub fn allow(caller: Caller<'_>, model: &str) -> Result<(), Error> {
         Caller::Key(k) if k.models.is_empty() || k.models.iter().any(|p| glob(p, model)) => Ok(()),
         Caller::Key(k) => Err(Error::new(
             Kind::Forbidden,
-            format!("The key '{}' is not allowed to use model '{model}'.", k.name),
+            format!(
+                "The key '{}' is not allowed to use model '{model}'.",
+                k.name
+            ),
         )),
     }
 }
@@ -66,12 +74,18 @@ pub fn allow(caller: Caller<'_>, model: &str) -> Result<(), Error> {
 /// The admin API's check: `Authorization: Bearer <admin_key>` and nothing else.
 pub fn admin(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
     let Some(expected) = &config.admin_key else {
-        return Err(Error::new(Kind::Forbidden, "The admin API is disabled: no admin_key is configured."));
+        return Err(Error::new(
+            Kind::Forbidden,
+            "The admin API is disabled: no admin_key is configured.",
+        ));
     };
     match presented(headers) {
         Some(p) if bool::from(hash(p).ct_eq(&hash(expected.expose()))) => Ok(()),
         Some(_) => Err(Error::new(Kind::Unauthorized, "Invalid admin key.")),
-        None => Err(Error::new(Kind::Unauthorized, "Missing admin key: send 'Authorization: Bearer <admin_key>'.")),
+        None => Err(Error::new(
+            Kind::Unauthorized,
+            "Missing admin key: send 'Authorization: Bearer <admin_key>'.",
+        )),
     }
 }
 

@@ -59,8 +59,20 @@ mod tests {
 
     #[test]
     fn prices_each_kind() {
-        let p = Price { input: 0.15, output: 0.60, cache_read: 0.075, cache_write: 0.15, reasoning: 0.60 };
-        let t = Tokens { input: 1000, output: 500, cache_read: 2000, cache_write: 0, reasoning: 100 };
+        let p = Price {
+            input: 0.15,
+            output: 0.60,
+            cache_read: 0.075,
+            cache_write: 0.15,
+            reasoning: 0.60,
+        };
+        let t = Tokens {
+            input: 1000,
+            output: 500,
+            cache_read: 2000,
+            cache_write: 0,
+            reasoning: 100,
+        };
         let expected = (1000.0 * 0.15 + 400.0 * 0.60 + 100.0 * 0.60 + 2000.0 * 0.075) / 1e6;
         assert!((usd(&p, &t) - expected).abs() < 1e-15);
         assert_eq!(format(0.00000015), "0.00000015");

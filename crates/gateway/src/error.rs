@@ -166,7 +166,10 @@ impl Error {
     pub fn into_response(self, protocol: Protocol) -> Response {
         let mut resp = (self.status(), self.body(protocol)).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(d) = self.retry_after {
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

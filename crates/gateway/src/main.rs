@@ -11,7 +11,11 @@ use switchyard::{app, config, server};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "AI model gateway: one entry point to many AI models")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "AI model gateway: one entry point to many AI models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,7 +81,10 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         None => config::zero_config(),
     };
     let _log_guard = init_logging(&config.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -96,7 +103,10 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen);
         let app = app::App::new(config);
         // Scripts and tests read this line to find the port.
         println!("switchyard listening on http://{addr}");

@@ -67,7 +67,11 @@ pub async fn openai(app: &App, req: http::Request<Body>, endpoint: Endpoint) -> 
     let request_id = request_id(req.headers());
     let mut cx = Ctx {
         headers: HeaderMap::with_capacity(8),
-        record: Some(usage::Record::new(request_id.clone(), endpoint_name(endpoint), started)),
+        record: Some(usage::Record::new(
+            request_id.clone(),
+            endpoint_name(endpoint),
+            started,
+        )),
     };
     if let Ok(v) = HeaderValue::try_from(request_id) {
         cx.headers.insert(X_REQUEST_ID.clone(), v);
@@ -115,8 +119,10 @@ async fn run(
     // 4. Resolve model and version.
     let pinned = parts.headers.get(&X_VERSION).and_then(|v| v.to_str().ok());
     let route = routing::resolve(config, &peek.model, pinned)?;
-    cx.headers.insert(X_MODEL.clone(), route.model_header.clone());
-    cx.headers.insert(X_VERSION.clone(), route.version.name_header.clone());
+    cx.headers
+        .insert(X_MODEL.clone(), route.model_header.clone());
+    cx.headers
+        .insert(X_VERSION.clone(), route.version.name_header.clone());
     if let Some(r) = cx.record() {
         r.model.clone_from(&route.model);
         r.version.clone_from(&route.version.name);
@@ -138,7 +144,10 @@ async fn run(
     let success = match upstream::send(&app.client, &route.version, &order, &call).await {
         Ok(s) => s,
         Err((e, attempts)) => {
-            cx.headers.insert(X_ATTEMPTS.clone(), upstream::attempts_header(attempts.len()));
+            cx.headers.insert(
+                X_ATTEMPTS.clone(),
+                upstream::attempts_header(attempts.len()),
+            );
             if let Some(r) = cx.record() {
                 r.attempts = attempts;
             }
@@ -146,11 +155,19 @@ async fn run(
         }
     };
     let target = success.target;
-    cx.headers.insert(X_PROVIDER.clone(), target.provider.name_header.clone());
-    cx.headers.insert(X_UPSTREAM_MODEL.clone(), target.model_header.clone());
-    cx.headers.insert(X_ATTEMPTS.clone(), upstream::attempts_header(success.attempts.len()));
+    cx.headers
+        .insert(X_PROVIDER.clone(), target.provider.name_header.clone());
+    cx.headers
+        .insert(X_UPSTREAM_MODEL.clone(), target.model_header.clone());
+    cx.headers.insert(
+        X_ATTEMPTS.clone(),
+        upstream::attempts_header(success.attempts.len()),
+    );
     let price = target.price.or(route.version.price);
-    let mut record = cx.record.take().unwrap_or_else(|| usage::Record::new(String::new(), "", Instant::now()));
+    let mut record = cx
+        .record
+        .take()
+        .unwrap_or_else(|| usage::Record::new(String::new(), "", Instant::now()));
     record.provider.clone_from(&target.provider.name);
     record.upstream_model.clone_from(&target.model);
     record.attempts = success.attempts;
@@ -159,7 +176,14 @@ async fn run(
     // 9. Answer.
     let (up_parts, mut up_body) = success.response.into_parts();
     if peek.stream {
-        let relay = Relay::new(up_body, success.first, peek.include_usage, price, route.version.timeout, record);
+        let relay = Relay::new(
+            up_body,
+            success.first,
+            peek.include_usage,
+            price,
+            route.version.timeout,
+            record,
+        );
         let mut resp = Response::new(Body::new(relay));
         *resp.status_mut() = up_parts.status;
         let h = resp.headers_mut();
@@ -175,7 +199,10 @@ async fn run(
             record.tokens = tokens;
             record.cost = Some(usd);
             let value = cost::format(usd);
-            (Bytes::from(peek::add_member(&bytes, span, "cost", value.as_bytes())), Some(value))
+            (
+                Bytes::from(peek::add_member(&bytes, span, "cost", value.as_bytes())),
+                Some(value),
+            )
         }
         Ok(None) => (bytes, None),
         Err(_) => {
@@ -184,7 +211,10 @@ async fn run(
             usage::emit(record);
             return Err(Error::new(
                 Kind::UpstreamBad,
-                format!("Provider '{}' answered with a malformed response.", target.provider.name),
+                format!(
+                    "Provider '{}' answered with a malformed response.",
+                    target.provider.name
+                ),
             ));
         }
     };
@@ -196,13 +226,19 @@ async fn run(
     }
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = up_parts.status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, JSON.clone());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, JSON.clone());
     Ok(resp)
 }
 
 /// Reads the whole request body: 413 beyond `limit` (checked on `Content-Length` first, then as
 /// bytes arrive), 408-style 400 if the client is too slow.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Instant) -> Result<Bytes, Error> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, Error> {
     let too_large = || {
         Error::new(
             Kind::PayloadTooLarge,
@@ -222,7 +258,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Inst
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(Error::invalid("The request body could not be read.", None)),
-        Err(_) => Err(Error::invalid("The request body was not received in time.", None)),
+        Err(_) => Err(Error::invalid(
+            "The request body was not received in time.",
+            None,
+        )),
     }
 }
 
@@ -237,7 +276,11 @@ fn endpoint_name(e: Endpoint) -> &'static str {
 /// The client's `x-request-id` when it is a sane token, else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
     if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+        if !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
             return v.to_string();
         }
     }
@@ -246,25 +289,33 @@ pub fn request_id(headers: &HeaderMap) -> String {
     let n = fastrand::u128(..);
     for shift in (0..32).rev() {
         let nibble = ((n >> (shift * 4)) & 0xf) as u8;
-        id.push(char::from(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 }));
+        id.push(char::from(if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        }));
     }
     id
 }
 
 /// Answer to paths and methods the gateway does not serve, in OpenAI's error format.
 pub fn not_found(path: &str) -> Response {
-    Error::new(Kind::NotFound, format!("Unknown path '{path}'."))
-        .into_response(Protocol::OpenAi)
+    Error::new(Kind::NotFound, format!("Unknown path '{path}'.")).into_response(Protocol::OpenAi)
 }
 
 pub fn method_not_allowed() -> Response {
-    Error::new(Kind::MethodNotAllowed, "This method is not allowed on this path.").into_response(Protocol::OpenAi)
+    Error::new(
+        Kind::MethodNotAllowed,
+        "This method is not allowed on this path.",
+    )
+    .into_response(Protocol::OpenAi)
 }
 
 /// A 200 JSON answer.
 pub fn json(value: &serde_json::Value) -> Response {
     let mut resp = Response::new(Body::from(serde_json::to_vec(value).unwrap_or_default()));
-    resp.headers_mut().insert(header::CONTENT_TYPE, JSON.clone());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, JSON.clone());
     resp
 }
 

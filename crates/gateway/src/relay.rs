@@ -65,7 +65,9 @@ impl Relay {
         let mut single: Option<Bytes> = None;
         let mut joined: Option<BytesMut> = None;
         while let Some(event) = self.framer.next_event() {
-            let Some(event) = self.inspect(event) else { continue };
+            let Some(event) = self.inspect(event) else {
+                continue;
+            };
             match (&mut single, &mut joined) {
                 (None, None) => single = Some(event),
                 (Some(first), None) => {
@@ -184,7 +186,10 @@ impl Body for Relay {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if this.finished {
             return Poll::Ready(None);
@@ -197,13 +202,18 @@ impl Body for Relay {
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     if let Some(out) = this.on_bytes(&data) {
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 }
                 Poll::Ready(Some(Err(_))) => {
-                    let out = this.fail("The upstream connection broke before the stream completed.", "upstream_stream_broken");
+                    let out = this.fail(
+                        "The upstream connection broke before the stream completed.",
+                        "upstream_stream_broken",
+                    );
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(None) => {
@@ -220,7 +230,10 @@ impl Body for Relay {
                     if this.saw_done {
                         this.finish();
                     } else {
-                        out.extend_from_slice(&this.fail("The upstream stream ended before it completed.", "upstream_stream_incomplete"));
+                        out.extend_from_slice(&this.fail(
+                            "The upstream stream ended before it completed.",
+                            "upstream_stream_incomplete",
+                        ));
                     }
                     return if out.is_empty() {
                         Poll::Ready(None)
@@ -230,7 +243,10 @@ impl Body for Relay {
                 }
                 Poll::Pending => {
                     if this.idle_timer.as_mut().poll(cx).is_ready() {
-                        let out = this.fail("The upstream stopped sending before the stream completed.", "upstream_timeout");
+                        let out = this.fail(
+                            "The upstream stopped sending before the stream completed.",
+                            "upstream_timeout",
+                        );
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                     return Poll::Pending;
@@ -250,7 +266,9 @@ impl Drop for Relay {
         if let Some(mut r) = self.record.take() {
             r.completed = self.saw_done;
             if !self.saw_done {
-                r.error.get_or_insert_with(|| "client disconnected before the stream completed".into());
+                r.error.get_or_insert_with(|| {
+                    "client disconnected before the stream completed".into()
+                });
                 r.client_gone = true;
             }
             usage::emit(r);

@@ -64,7 +64,11 @@ impl Record {
 /// Hands a finished record on. Never blocks: the log writer is non-blocking and bounded.
 pub fn emit(r: Record) {
     let latency = r.started.elapsed();
-    let failed_attempts = r.attempts.iter().filter(|a| !matches!(a.outcome, Outcome::Ok(_))).count();
+    let failed_attempts = r
+        .attempts
+        .iter()
+        .filter(|a| !matches!(a.outcome, Outcome::Ok(_)))
+        .count();
     tracing::info!(
         target: "switchyard::request",
         request_id = %r.request_id,

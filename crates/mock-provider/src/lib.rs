@@ -4,10 +4,24 @@
 //! This file owns the server and the routing: accept connections (plain hyper 1, HTTP/1.1),
 //! read the request, record it, pick the protocol module, apply faults, render. The protocol
 //! modules (`openai.rs`, `azure.rs`; later `anthropic.rs`, `gemini.rs`, ...) build bodies and
-//! must not do IO; `faults.rs` decides faults; `wire.rs` frames bytes; `stats.rs` records.
+//! must not do IO; `faults.rs` decides faults; `wire.rs` frames bytes; `stats.rs` records;
+//! `tokens.rs` counts; `control.rs` serves `/_mock/*`; `conn.rs` can reset a connection.
 //!
 //! Reference: hyper 1 server guide (`hyper::server::conn::http1`, `service_fn`); returning
-//! `Err` from the service makes hyper drop the connection without a response.
+//! `Err` from the service makes hyper drop the connection without a response (hyper #3659).
+//!
+//! Surface:
+//! * OpenAI: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+//!   `GET /v1/models`, `GET /v1/models/{id}`; `Authorization: Bearer KEY` when a key is set.
+//! * Azure: `POST /openai/deployments/{deployment}/{chat/completions|completions|embeddings}
+//!   ?api-version=...`; `api-key: KEY` when a key is set.
+//! * Answers: `"echo: " + <last user text>` (rules in `openai/chat.rs`), tokens = words
+//!   (rules in `tokens.rs`).
+//! * Faults: `+directives` on the model (or Azure deployment) name — `status=N`,
+//!   `retry_after=S`, `delay_ms=N`, `chunk_delay_ms=N`, `drip_ms=N`, `cut_after=N`,
+//!   `fail_rate=F`, `malformed`, `reset`, `hang` — or `POST /_mock/fault` (see `faults.rs`).
+//! * Control: `POST`/`GET`/`DELETE /_mock/fault`, `GET /_mock/stats`,
+//!   `POST /_mock/reset-stats` (see `control.rs`, `stats.rs`).
 //!
 //! The life of one request:
 //! 1. read the whole body; `/_mock/*` goes to the control API and stops here;

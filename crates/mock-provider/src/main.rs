@@ -36,6 +36,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             None => return Err(format!("{name} needs a value\n{USAGE}")),
         };
         match name.as_str() {
+            "--host" if value == "localhost" => parsed.host = IpAddr::from([127, 0, 0, 1]),
             "--host" => {
                 parsed.host = value
                     .parse()

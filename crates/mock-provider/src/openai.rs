@@ -2,7 +2,7 @@
 //! `/v1/models`, and OpenAI's error objects. The Azure flavour (`azure.rs`) reuses the bodies
 //! built here.
 //!
-//! References followed (read through the `search` tool, see the crate README of each item):
+//! References followed:
 //! * OpenAI API reference, "The chat completion object" / "The chat completion chunk object"
 //!   and the `openai-python` SDK types `types/chat/chat_completion.py`,
 //!   `chat_completion_chunk.py`, `chat_completion_message.py`, `completion_usage.py`,

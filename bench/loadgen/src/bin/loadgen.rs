@@ -99,7 +99,10 @@ fn main() {
     let json_out = args.json;
     if let Err(e) = run(args) {
         if json_out {
-            println!("{}", json!({"tool": "sy-loadgen", "fatal": format!("{e:#}")}));
+            println!(
+                "{}",
+                json!({"tool": "sy-loadgen", "fatal": format!("{e:#}")})
+            );
         }
         eprintln!("sy-loadgen: error: {e:#}");
         std::process::exit(2);
@@ -143,7 +146,10 @@ fn run(args: Args) -> Result<()> {
         bail!("--connect-parallelism must be at least 1");
     }
     if args.warmup + args.duration > util::MAX_RUN {
-        bail!("--warmup plus --duration must be at most {}s", util::MAX_RUN.as_secs());
+        bail!(
+            "--warmup plus --duration must be at most {}s",
+            util::MAX_RUN.as_secs()
+        );
     }
     let stream = args.stream || args.hold.is_some();
     let body = match &args.body {
@@ -167,10 +173,7 @@ fn run(args: Args) -> Result<()> {
     for w in &args.watch {
         watch.push(util::parse_watch(w)?);
     }
-    let uri: Uri = target
-        .path_and_query
-        .parse()
-        .context("request path")?;
+    let uri: Uri = target.path_and_query.parse().context("request path")?;
     let shared = Arc::new(Shared {
         target,
         uri,
@@ -506,10 +509,8 @@ async fn exchange(
                 ex.outcome = Outcome::BadStream("data after [DONE]".into());
             } else if let Some(want) = shared.expect_events {
                 if counter.events != want {
-                    ex.outcome = Outcome::BadStream(format!(
-                        "{} events, expected {want}",
-                        counter.events
-                    ));
+                    ex.outcome =
+                        Outcome::BadStream(format!("{} events, expected {want}", counter.events));
                 }
             }
         }
@@ -544,12 +545,13 @@ async fn load_worker(shared: Arc<Shared>, measure_start: Instant, deadline: Inst
             continue;
         }
         let t0 = Instant::now();
-        let ex = match tokio::time::timeout(shared.timeout, exchange(&shared, &mut sender, t0, |_| {}))
-            .await
-        {
-            Ok(ex) => ex,
-            Err(_) => Exchange::failed(Outcome::Timeout),
-        };
+        let ex =
+            match tokio::time::timeout(shared.timeout, exchange(&shared, &mut sender, t0, |_| {}))
+                .await
+            {
+                Ok(ex) => ex,
+                Err(_) => Exchange::failed(Outcome::Timeout),
+            };
         let elapsed = t0.elapsed();
         if t0 >= measure_start {
             stats.record(&ex, elapsed);
@@ -611,7 +613,11 @@ async fn run_load(args: &Args, shared: Arc<Shared>, watch: &[(String, u32)]) -> 
     let deadline = measure_start + args.duration;
     let mut tasks = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        tasks.push(tokio::spawn(load_worker(shared.clone(), measure_start, deadline)));
+        tasks.push(tokio::spawn(load_worker(
+            shared.clone(),
+            measure_start,
+            deadline,
+        )));
     }
     tokio::time::sleep_until(measure_start).await;
     let mut watched = sample_all(watch);
@@ -667,7 +673,7 @@ fn result_json(
         "first_error": stats.errors.first,
         "rps": per_sec(stats.ok),
         "latency_us": percentiles_us(&stats.latency),
-        "bytes_per_response": if stats.ok > 0 { stats.bytes / stats.ok } else { 0 },
+        "bytes_per_response": stats.bytes.checked_div(stats.ok).unwrap_or(0),
         "encoded_responses": stats.encoded,
         "reconnects": stats.reconnects,
         "procs": procs_json(watched, stats.ok, elapsed),
@@ -780,7 +786,13 @@ async fn run_hold(
         "all_open_s": all_open.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         "completed_ok": stats.ok,
     });
-    Ok(result_json(args, &stats, elapsed, &watched, Some(hold_json)))
+    Ok(result_json(
+        args,
+        &stats,
+        elapsed,
+        &watched,
+        Some(hold_json),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,10 +812,16 @@ fn print_human(v: &Value) {
     );
     println!(
         "  requests {}  ok {}  errors {}  throughput {} req/s",
-        v["requests"], v["ok"], v["errors"], f(&v["rps"])
+        v["requests"],
+        v["ok"],
+        v["errors"],
+        f(&v["rps"])
     );
     if v["errors"].as_u64().unwrap_or(0) > 0 {
-        println!("  error kinds {}  first: {}", v["error_kinds"], v["first_error"]);
+        println!(
+            "  error kinds {}  first: {}",
+            v["error_kinds"], v["first_error"]
+        );
     }
     let pct = |name: &str, p: &Value| {
         if !p.is_null() {

@@ -6,7 +6,10 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "sy-report", about = "Render bench/run results (JSON lines) as markdown")]
+#[command(
+    name = "sy-report",
+    about = "Render bench/run results (JSON lines) as markdown"
+)]
 struct Args {
     /// The JSON lines file written by bench/run.
     results: PathBuf,

@@ -30,7 +30,10 @@ use tokio::time::{Instant, Sleep};
 use sy_bench::fixtures;
 
 #[derive(Parser, Debug)]
-#[command(name = "sy-upstream", about = "Fast mock OpenAI-compatible upstream for benchmarks")]
+#[command(
+    name = "sy-upstream",
+    about = "Fast mock OpenAI-compatible upstream for benchmarks"
+)]
 struct Args {
     /// Port to listen on (0 = any free port; the chosen one is printed).
     #[arg(long, default_value_t = 0)]
@@ -149,13 +152,19 @@ fn json(status: StatusCode, body: Bytes) -> Response<ResBody> {
     res
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<ResBody>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<ResBody>, Infallible> {
     let (parts, body) = req.into_parts();
     match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/chat/completions") => {}
         (&Method::GET, "/v1/models") => return Ok(json(StatusCode::OK, state.models.clone())),
         (&Method::GET, "/health") => {
-            return Ok(json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")))
+            return Ok(json(
+                StatusCode::OK,
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+            ))
         }
         _ => return Ok(json(StatusCode::NOT_FOUND, state.not_found.clone())),
     }

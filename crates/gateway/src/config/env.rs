@@ -4,7 +4,10 @@
 
 /// Replaces every `${VAR}` / `${VAR:-default}` outside comments. An unset `${VAR}` without a
 /// default is an error naming the variable and its line; the value itself is never echoed.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<(usize, String)>> {
+pub fn interpolate(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<(usize, String)>> {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     for (n, line) in text.split_inclusive('\n').enumerate() {
@@ -15,7 +18,10 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
-                problems.push((n + 1, "unterminated '${' (write ${VAR} or ${VAR:-default})".to_string()));
+                problems.push((
+                    n + 1,
+                    "unterminated '${' (write ${VAR} or ${VAR:-default})".to_string(),
+                ));
                 out.push_str(&rest[start..]);
                 rest = "";
                 break;
@@ -26,7 +32,10 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 None => (expr, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                problems.push((n + 1, format!("'${{{expr}}}' is not a valid variable reference")));
+                problems.push((
+                    n + 1,
+                    format!("'${{{expr}}}' is not a valid variable reference"),
+                ));
             } else {
                 match (lookup(name), default) {
                     (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
@@ -82,7 +91,8 @@ mod tests {
 
     #[test]
     fn interpolates() {
-        let out = interpolate("a: ${KEY}\nb: ${NOPE:-x}\nc: ${EMPTY:-d} # ${NOPE}\n", &env).unwrap();
+        let out =
+            interpolate("a: ${KEY}\nb: ${NOPE:-x}\nc: ${EMPTY:-d} # ${NOPE}\n", &env).unwrap();
         assert_eq!(out, "a: sk-1\nb: x\nc: d # ${NOPE}\n");
     }
 

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-pub use validate::{Mock, ProviderKind};
 pub(crate) use validate::header_value;
+pub use validate::{Mock, ProviderKind};
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub struct Server {
     pub request_timeout: Duration,
     pub usage_log_bodies: bool,
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -157,7 +159,11 @@ impl TargetStats {
         use std::sync::atomic::Ordering::Relaxed;
         let sample = d.as_micros().min(u128::from(u64::MAX)) as u64;
         let _ = self.ewma_us.fetch_update(Relaxed, Relaxed, |old| {
-            Some(if old == 0 { sample } else { old - old / 8 + sample / 8 })
+            Some(if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            })
         });
     }
 }
@@ -251,20 +257,25 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 }
 
 /// Validates configuration text; `env` resolves `${VAR}`.
-pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Error> {
     let fail = |problems: Vec<Problem>| Error {
         origin: origin.to_string(),
         problems,
     };
     let text = env::interpolate(text, env).map_err(|errs| {
-        fail(errs
-            .into_iter()
-            .map(|(line, message)| Problem {
-                path: String::new(),
-                line: Some(line),
-                message,
-            })
-            .collect())
+        fail(
+            errs.into_iter()
+                .map(|(line, message)| Problem {
+                    path: String::new(),
+                    line: Some(line),
+                    message,
+                })
+                .collect(),
+        )
     })?;
     let lines = locate::Lines::index(&text);
     let file = parse_raw(&text, &lines).map_err(|p| fail(vec![p]))?;
@@ -327,7 +338,10 @@ fn did_you_mean(message: &str) -> Option<String> {
 }
 
 /// Closest name among `candidates` to `name`, for "did you mean" hints on references.
-pub(crate) fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))

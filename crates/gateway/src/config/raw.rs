@@ -37,6 +37,7 @@ pub struct Server {
     pub request_timeout: Option<String>,
     pub usage_log_bodies: Option<bool>,
     pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -138,7 +139,10 @@ pub struct Rollout {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "parsed so the file's shape is checked; acted on by the rollout analysis")]
+#[allow(
+    dead_code,
+    reason = "parsed so the file's shape is checked; acted on by the rollout analysis"
+)]
 pub struct Analysis {
     pub window: Option<String>,
     pub min_requests: Option<u64>,

@@ -63,7 +63,9 @@ fn secrets_never_show_in_debug_output() {
 
 #[test]
 fn unknown_key_names_path_line_and_suggestion() {
-    let e = problems("models:\n  chat:\n    targets: [{ provider: p, model: m }]\n    routng: latency\n");
+    let e = problems(
+        "models:\n  chat:\n    targets: [{ provider: p, model: m }]\n    routng: latency\n",
+    );
     assert_eq!(e.problems.len(), 1);
     let p = &e.problems[0];
     assert_eq!(p.line, Some(4), "{e}");
@@ -80,12 +82,16 @@ fn unknown_provider_and_fallback_references_are_all_reported() {
     let text = e.to_string();
     assert_eq!(e.problems.len(), 2, "{text}");
     assert!(text.contains("t.yaml:6: models.a.targets[0].provider: unknown provider 'opnai' (did you mean 'openai'?)"), "{text}");
-    assert!(text.contains("t.yaml:7: models.a.fallbacks[0]: unknown model 'bee'"), "{text}");
+    assert!(
+        text.contains("t.yaml:7: models.a.fallbacks[0]: unknown model 'bee'"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_values_are_reported_with_lines() {
-    let e = problems("server:\n  max_body_bytes: 10 parsecs\n  request_timeout: soon\nauth: maybe\n");
+    let e =
+        problems("server:\n  max_body_bytes: 10 parsecs\n  request_timeout: soon\nauth: maybe\n");
     let text = e.to_string();
     assert_eq!(e.problems.len(), 3, "{text}");
     assert!(text.contains("t.yaml:2: server.max_body_bytes"), "{text}");
@@ -95,7 +101,8 @@ fn bad_values_are_reported_with_lines() {
 
 #[test]
 fn wrong_types_are_reported() {
-    let e = problems("models:\n  chat:\n    targets: [{ provider: p, model: m }]\n    retries: many\n");
+    let e =
+        problems("models:\n  chat:\n    targets: [{ provider: p, model: m }]\n    retries: many\n");
     assert_eq!(e.problems[0].line, Some(4), "{e}");
     assert!(e.problems[0].path.contains("retries"), "{e}");
 }
@@ -119,7 +126,9 @@ fn versions_and_rollout_references_are_checked() {
 
 #[test]
 fn azure_needs_its_api_version() {
-    let e = problems("providers:\n  az: { type: azure, base_url: https://x.openai.azure.com, api_key: k }\n");
+    let e = problems(
+        "providers:\n  az: { type: azure, base_url: https://x.openai.azure.com, api_key: k }\n",
+    );
     assert!(e.to_string().contains("api_version"), "{e}");
 }
 
@@ -148,5 +157,9 @@ fn the_quickstart_example_is_valid() {
 #[test]
 fn settings_not_enforced_yet_are_refused_not_ignored() {
     let e = problems("keys:\n  - { name: a, secret: sk-sy-0123456789abcdef, rpm: 60 }\n");
-    assert!(e.to_string().contains("keys[0].rpm: this setting is not supported"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("keys[0].rpm: this setting is not supported"),
+        "{e}"
+    );
 }

@@ -19,9 +19,13 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        other => return Err(format!("unknown duration unit '{other}' in '{s}' (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{s}' (use ms, s, m, h or d)"
+            ))
+        }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -45,10 +49,14 @@ pub fn size(s: &str) -> Result<usize, String> {
         "KiB" => 1024.0,
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e12 {
+    if !bytes.is_finite() || !(1.0..=1e12).contains(&bytes) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(bytes as usize)

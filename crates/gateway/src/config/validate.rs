@@ -8,16 +8,23 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::locate::Lines;
-use super::{raw, units, Auth, Config, Key, Model, Price, Problem, Provider, Secret, Server, Strategy, Target, Telemetry, Version};
+use super::{
+    raw, units, Auth, Config, Key, Model, Price, Problem, Provider, Secret, Server, Strategy,
+    Target, Telemetry, Version,
+};
 
 /// The wire protocol of a provider, with what is specific to it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderKind {
     OpenAi,
-    Azure { api_version: String },
+    Azure {
+        api_version: String,
+    },
     /// Any server speaking OpenAI's format: vLLM, Ollama, Groq, Together, Mistral, … (`preset`
     /// names which one when written as `type: groq` and so on).
-    OpenAiCompatible { preset: Option<&'static str> },
+    OpenAiCompatible {
+        preset: Option<&'static str>,
+    },
     Mock(Mock),
 }
 
@@ -36,17 +43,47 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
     ("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
     ("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    ("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-    ("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    ("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
-    ("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    (
+        "together",
+        "https://api.together.xyz/v1",
+        "TOGETHER_API_KEY",
+    ),
+    (
+        "deepseek",
+        "https://api.deepseek.com/v1",
+        "DEEPSEEK_API_KEY",
+    ),
+    (
+        "fireworks",
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+    ),
+    (
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+    ),
     ("ollama", "http://127.0.0.1:11434/v1", ""),
     ("vllm", "http://127.0.0.1:8000/v1", ""),
 ];
 
 const TYPES: &[&str] = &[
-    "openai", "azure", "openai-compatible", "mock", "groq", "mistral", "together", "deepseek",
-    "fireworks", "openrouter", "ollama", "vllm", "anthropic", "gemini", "bedrock", "open-inference",
+    "openai",
+    "azure",
+    "openai-compatible",
+    "mock",
+    "groq",
+    "mistral",
+    "together",
+    "deepseek",
+    "fireworks",
+    "openrouter",
+    "ollama",
+    "vllm",
+    "anthropic",
+    "gemini",
+    "bedrock",
+    "open-inference",
 ];
 
 struct Ctx<'a> {
@@ -68,7 +105,10 @@ impl Ctx<'_> {
     /// than silently ignoring a limit the user relies on.
     fn unsupported(&mut self, path: impl Into<String>, set: bool) {
         if set {
-            self.problem(path, "this setting is not supported by this version of Switchyard yet; remove it");
+            self.problem(
+                path,
+                "this setting is not supported by this version of Switchyard yet; remove it",
+            );
         }
     }
 
@@ -84,7 +124,11 @@ impl Ctx<'_> {
     }
 }
 
-pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+pub fn validate(
+    file: raw::File,
+    lines: &Lines,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
     let mut cx = Ctx {
         lines,
         problems: Vec::new(),
@@ -92,13 +136,19 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
 
     let listen = file.listen.unwrap_or_else(|| "127.0.0.1:4000".into());
     if listen.parse::<std::net::SocketAddr>().is_err() && !listen.contains(':') {
-        cx.problem("listen", format!("'{listen}' is not an address like 127.0.0.1:4000"));
+        cx.problem(
+            "listen",
+            format!("'{listen}' is not an address like 127.0.0.1:4000"),
+        );
     }
     let auth = match file.auth.as_deref() {
         None | Some("keys") => Auth::Keys,
         Some("none") => Auth::None,
         Some(other) => {
-            cx.problem("auth", format!("'{other}' is not an auth mode (keys or none)"));
+            cx.problem(
+                "auth",
+                format!("'{other}' is not an auth mode (keys or none)"),
+            );
             Auth::Keys
         }
     };
@@ -109,13 +159,24 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
         }
     }
     if let Some(s) = &file.store {
-        if !(s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")) {
-            cx.problem("store", "the store must be sqlite://FILE or postgres://USER@HOST/DB");
+        if !(s.starts_with("sqlite:")
+            || s.starts_with("postgres://")
+            || s.starts_with("postgresql://"))
+        {
+            cx.problem(
+                "store",
+                "the store must be sqlite://FILE or postgres://USER@HOST/DB",
+            );
         }
     }
 
     cx.unsupported("redis", file.redis.is_some());
-    cx.unsupported("telemetry.otlp_endpoint", file.telemetry.as_ref().is_some_and(|t| t.otlp_endpoint.is_some()));
+    cx.unsupported(
+        "telemetry.otlp_endpoint",
+        file.telemetry
+            .as_ref()
+            .is_some_and(|t| t.otlp_endpoint.is_some()),
+    );
     let rs = file.server.unwrap_or_default();
     let server = Server {
         max_body_bytes: match rs.max_body_bytes.as_deref().map(units::size) {
@@ -126,10 +187,27 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
                 10 * 1024 * 1024
             }
         },
-        request_timeout: cx.duration("server.request_timeout", rs.request_timeout.as_deref(), Duration::from_secs(600)),
+        request_timeout: cx.duration(
+            "server.request_timeout",
+            rs.request_timeout.as_deref(),
+            Duration::from_secs(600),
+        ),
         usage_log_bodies: rs.usage_log_bodies.unwrap_or(false),
-        header_read_timeout: cx.duration("server.header_read_timeout", rs.header_read_timeout.as_deref(), Duration::from_secs(10)),
-        shutdown_grace: cx.duration("server.shutdown_grace", rs.shutdown_grace.as_deref(), Duration::from_secs(30)),
+        header_read_timeout: cx.duration(
+            "server.header_read_timeout",
+            rs.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: cx.duration(
+            "server.idle_timeout",
+            rs.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        shutdown_grace: cx.duration(
+            "server.shutdown_grace",
+            rs.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        ),
     };
 
     let rt = file.telemetry.unwrap_or_default();
@@ -138,7 +216,10 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
             None | Some("text") => false,
             Some("json") => true,
             Some(other) => {
-                cx.problem("telemetry.log_format", format!("'{other}' is not a log format (text or json)"));
+                cx.problem(
+                    "telemetry.log_format",
+                    format!("'{other}' is not a log format (text or json)"),
+                );
                 false
             }
         },
@@ -165,7 +246,8 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
                     api_key: Some(key),
                     ..Default::default()
                 };
-                if let Some(p) = provider(&mut cx, &format!("providers_from_env.{kind}"), kind, raw) {
+                if let Some(p) = provider(&mut cx, &format!("providers_from_env.{kind}"), kind, raw)
+                {
                     providers.insert((*kind).to_string(), Arc::new(p));
                 }
             }
@@ -177,9 +259,20 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
     for (name, m) in file.models {
         let path = format!("models.{name}");
         if name.contains('@') {
-            cx.problem(&path, "a model name cannot contain '@' (it separates the version)");
+            cx.problem(
+                &path,
+                "a model name cannot contain '@' (it separates the version)",
+            );
         }
-        if let Some(m) = model(&mut cx, &path, &name, m, &providers, &model_names, server.request_timeout) {
+        if let Some(m) = model(
+            &mut cx,
+            &path,
+            &name,
+            m,
+            &providers,
+            &model_names,
+            server.request_timeout,
+        ) {
             models.insert(name, Arc::new(m));
         }
     }
@@ -188,7 +281,10 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
     for (i, k) in file.keys.into_iter().enumerate() {
         let path = format!("keys[{i}]");
         if k.secret.len() < 16 {
-            cx.problem(format!("{path}.secret"), "a key secret must be at least 16 characters");
+            cx.problem(
+                format!("{path}.secret"),
+                "a key secret must be at least 16 characters",
+            );
             continue;
         }
         for (j, pattern) in k.models.iter().flatten().enumerate() {
@@ -196,13 +292,19 @@ pub fn validate(file: raw::File, lines: &Lines, env: &dyn Fn(&str) -> Option<Str
                 let hint = super::closest(pattern, model_names.iter().map(String::as_str))
                     .map(|c| format!(" (did you mean '{c}'?)"))
                     .unwrap_or_default();
-                cx.problem(format!("{path}.models[{j}]"), format!("unknown model '{pattern}'{hint}"));
+                cx.problem(
+                    format!("{path}.models[{j}]"),
+                    format!("unknown model '{pattern}'{hint}"),
+                );
             }
         }
         cx.unsupported(format!("{path}.team"), k.team.is_some());
         cx.unsupported(format!("{path}.rpm"), k.rpm.is_some());
         cx.unsupported(format!("{path}.tpm"), k.tpm.is_some());
-        cx.unsupported(format!("{path}.max_concurrency"), k.max_concurrency.is_some());
+        cx.unsupported(
+            format!("{path}.max_concurrency"),
+            k.max_concurrency.is_some(),
+        );
         cx.unsupported(format!("{path}.budget"), k.budget.is_some());
         cx.unsupported(format!("{path}.budget_period"), k.budget_period.is_some());
         cx.unsupported(format!("{path}.expires_at"), k.expires_at.is_some());
@@ -243,36 +345,62 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
         "openai" => ProviderKind::OpenAi,
         "azure" => {
             let Some(v) = p.api_version.clone() else {
-                cx.problem(format!("{path}.api_version"), "an azure provider needs api_version (for example \"2024-10-21\")");
+                cx.problem(
+                    format!("{path}.api_version"),
+                    "an azure provider needs api_version (for example \"2024-10-21\")",
+                );
                 return None;
             };
             if p.base_url.is_none() {
-                cx.problem(format!("{path}.base_url"), "an azure provider needs base_url (https://RESOURCE.openai.azure.com)");
+                cx.problem(
+                    format!("{path}.base_url"),
+                    "an azure provider needs base_url (https://RESOURCE.openai.azure.com)",
+                );
                 return None;
             }
             ProviderKind::Azure { api_version: v }
         }
         "openai-compatible" => {
             if p.base_url.is_none() {
-                cx.problem(format!("{path}.base_url"), "an openai-compatible provider needs base_url");
+                cx.problem(
+                    format!("{path}.base_url"),
+                    "an openai-compatible provider needs base_url",
+                );
                 return None;
             }
             ProviderKind::OpenAiCompatible { preset: None }
         }
         "mock" => ProviderKind::Mock(super::validate::Mock {
-            latency: cx.duration(&format!("{path}.latency"), p.latency.as_deref(), Duration::ZERO),
+            latency: cx.duration(
+                &format!("{path}.latency"),
+                p.latency.as_deref(),
+                Duration::ZERO,
+            ),
             failure_rate: match p.failure_rate {
                 Some(r) if !(0.0..=1.0).contains(&r) => {
-                    cx.problem(format!("{path}.failure_rate"), "failure_rate must be between 0 and 1");
+                    cx.problem(
+                        format!("{path}.failure_rate"),
+                        "failure_rate must be between 0 and 1",
+                    );
                     0.0
                 }
                 r => r.unwrap_or(0.0),
             },
-            chunk_delay: cx.duration(&format!("{path}.chunk_delay"), p.chunk_delay.as_deref(), Duration::ZERO),
+            chunk_delay: cx.duration(
+                &format!("{path}.chunk_delay"),
+                p.chunk_delay.as_deref(),
+                Duration::ZERO,
+            ),
             chunk_words: p.chunk_words.unwrap_or(1).max(1),
         }),
         "anthropic" | "gemini" | "bedrock" | "open-inference" => {
-            cx.problem(format!("{path}.type"), format!("provider type '{}' is not available in this version of Switchyard yet", p.kind));
+            cx.problem(
+                format!("{path}.type"),
+                format!(
+                    "provider type '{}' is not available in this version of Switchyard yet",
+                    p.kind
+                ),
+            );
             return None;
         }
         other => match preset {
@@ -281,39 +409,64 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
                 let hint = super::closest(other, TYPES.iter().copied())
                     .map(|c| format!(" (did you mean '{c}'?)"))
                     .unwrap_or_default();
-                cx.problem(format!("{path}.type"), format!("unknown provider type '{other}'{hint}; one of {}", TYPES.join(", ")));
+                cx.problem(
+                    format!("{path}.type"),
+                    format!(
+                        "unknown provider type '{other}'{hint}; one of {}",
+                        TYPES.join(", ")
+                    ),
+                );
                 return None;
             }
         },
     };
     cx.unsupported(format!("{path}.region"), p.region.is_some());
     cx.unsupported(format!("{path}.access_key_id"), p.access_key_id.is_some());
-    cx.unsupported(format!("{path}.secret_access_key"), p.secret_access_key.is_some());
+    cx.unsupported(
+        format!("{path}.secret_access_key"),
+        p.secret_access_key.is_some(),
+    );
     cx.unsupported(format!("{path}.session_token"), p.session_token.is_some());
     let base_url = match (&p.base_url, preset) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
         (None, Some((_, url, _))) => url.to_string(),
         (None, None) => String::new(),
     };
-    if !base_url.is_empty() && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        cx.problem(format!("{path}.base_url"), format!("'{base_url}' must start with http:// or https://"));
+    if !(base_url.is_empty() || base_url.starts_with("http://") || base_url.starts_with("https://"))
+    {
+        cx.problem(
+            format!("{path}.base_url"),
+            format!("'{base_url}' must start with http:// or https://"),
+        );
     } else if !base_url.is_empty() && base_url.parse::<http::Uri>().is_err() {
-        cx.problem(format!("{path}.base_url"), format!("'{base_url}' is not a valid URL"));
+        cx.problem(
+            format!("{path}.base_url"),
+            format!("'{base_url}' is not a valid URL"),
+        );
     }
     let api_key = p.api_key.filter(|k| !k.is_empty()).map(Secret::new);
     let auth_header = match (&kind, &api_key) {
         (_, None) => None,
-        (ProviderKind::Azure { .. }, Some(k)) => sensitive(cx, path, k.expose()).map(|v| (HeaderName::from_static("api-key"), v)),
-        (_, Some(k)) => sensitive(cx, path, &format!("Bearer {}", k.expose())).map(|v| (http::header::AUTHORIZATION, v)),
+        (ProviderKind::Azure { .. }, Some(k)) => {
+            sensitive(cx, path, k.expose()).map(|v| (HeaderName::from_static("api-key"), v))
+        }
+        (_, Some(k)) => sensitive(cx, path, &format!("Bearer {}", k.expose()))
+            .map(|v| (http::header::AUTHORIZATION, v)),
     };
     let mut extra_headers = Vec::new();
     for (h, v) in &p.headers {
-        match (HeaderName::try_from(h.as_str()), HeaderValue::try_from(v.as_str())) {
+        match (
+            HeaderName::try_from(h.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             (Ok(h), Ok(mut v)) => {
                 v.set_sensitive(true);
                 extra_headers.push((h, v));
             }
-            _ => cx.problem(format!("{path}.headers.{h}"), "not a valid HTTP header name and value"),
+            _ => cx.problem(
+                format!("{path}.headers.{h}"),
+                "not a valid HTTP header name and value",
+            ),
         }
     }
     Some(Provider {
@@ -334,7 +487,10 @@ fn sensitive(cx: &mut Ctx<'_>, path: &str, value: &str) -> Option<HeaderValue> {
             Some(v)
         }
         Err(_) => {
-            cx.problem(format!("{path}.api_key"), "the API key contains characters not allowed in an HTTP header");
+            cx.problem(
+                format!("{path}.api_key"),
+                "the API key contains characters not allowed in an HTTP header",
+            );
             None
         }
     }
@@ -359,7 +515,10 @@ fn model(
     let mut versions = BTreeMap::new();
     match (m.targets, m.versions) {
         (Some(_), Some(_)) => {
-            cx.problem(path, "a model has either targets (one implicit version) or versions, not both");
+            cx.problem(
+                path,
+                "a model has either targets (one implicit version) or versions, not both",
+            );
             return None;
         }
         (None, None) => {
@@ -377,7 +536,16 @@ fn model(
                 context_window: m.context_window,
                 hedge_after: m.hedge_after,
             };
-            let v = version(cx, path, "default", v, providers, model_names, name, default_timeout)?;
+            let v = version(
+                cx,
+                path,
+                "default",
+                v,
+                providers,
+                model_names,
+                name,
+                default_timeout,
+            )?;
             versions.insert("default".to_string(), Arc::new(v));
         }
         (None, Some(vs)) => {
@@ -392,7 +560,16 @@ fn model(
                     price: v.price.or(m.price),
                     ..v
                 };
-                if let Some(v) = version(cx, &vpath, &vname, v, providers, model_names, name, default_timeout) {
+                if let Some(v) = version(
+                    cx,
+                    &vpath,
+                    &vname,
+                    v,
+                    providers,
+                    model_names,
+                    name,
+                    default_timeout,
+                ) {
                     versions.insert(vname, Arc::new(v));
                 }
             }
@@ -400,10 +577,17 @@ fn model(
     }
     let stable = match &m.rollout {
         Some(r) => {
-            for (field, v) in [("stable", &r.stable), ("canary", &r.canary), ("shadow", &r.shadow)] {
+            for (field, v) in [
+                ("stable", &r.stable),
+                ("canary", &r.canary),
+                ("shadow", &r.shadow),
+            ] {
                 if let Some(v) = v {
                     if !versions.contains_key(v) {
-                        cx.problem(format!("{path}.rollout.{field}"), format!("unknown version '{v}' of model '{name}'"));
+                        cx.problem(
+                            format!("{path}.rollout.{field}"),
+                            format!("unknown version '{v}' of model '{name}'"),
+                        );
                     }
                 }
             }
@@ -411,10 +595,16 @@ fn model(
             cx.unsupported(format!("{path}.rollout.shadow"), r.shadow.is_some());
             cx.unsupported(format!("{path}.rollout.sticky"), r.sticky.is_some());
             cx.unsupported(format!("{path}.rollout.analysis"), r.analysis.is_some());
-            for (field, p) in [("canary_percent", r.canary_percent), ("shadow_percent", r.shadow_percent)] {
+            for (field, p) in [
+                ("canary_percent", r.canary_percent),
+                ("shadow_percent", r.shadow_percent),
+            ] {
                 if let Some(p) = p {
                     if !(0.0..=100.0).contains(&p) {
-                        cx.problem(format!("{path}.rollout.{field}"), "a percent is between 0 and 100");
+                        cx.problem(
+                            format!("{path}.rollout.{field}"),
+                            "a percent is between 0 and 100",
+                        );
                     }
                 }
             }
@@ -427,7 +617,10 @@ fn model(
         None if versions.len() == 1 => versions.keys().next().cloned().unwrap_or_default(),
         None if versions.contains_key("default") => "default".into(),
         None => {
-            cx.problem(format!("{path}.rollout.stable"), "a model with several versions needs rollout.stable");
+            cx.problem(
+                format!("{path}.rollout.stable"),
+                "a model with several versions needs rollout.stable",
+            );
             return None;
         }
     };
@@ -460,14 +653,23 @@ fn version(
             let hint = super::closest(&t.provider, providers.keys().map(String::as_str))
                 .map(|c| format!(" (did you mean '{c}'?)"))
                 .unwrap_or_default();
-            cx.problem(format!("{tpath}.provider"), format!("unknown provider '{}'{hint}", t.provider));
+            cx.problem(
+                format!("{tpath}.provider"),
+                format!("unknown provider '{}'{hint}", t.provider),
+            );
             continue;
         };
         cx.unsupported(format!("{tpath}.rpm"), t.rpm.is_some());
         cx.unsupported(format!("{tpath}.tpm"), t.tpm.is_some());
-        cx.unsupported(format!("{tpath}.max_concurrency"), t.max_concurrency.is_some());
+        cx.unsupported(
+            format!("{tpath}.max_concurrency"),
+            t.max_concurrency.is_some(),
+        );
         cx.unsupported(format!("{tpath}.version"), t.version.is_some());
-        cx.unsupported(format!("{tpath}.context_window"), t.context_window.is_some());
+        cx.unsupported(
+            format!("{tpath}.context_window"),
+            t.context_window.is_some(),
+        );
         cx.unsupported(format!("{tpath}.capabilities"), t.capabilities.is_some());
         targets.push(Target {
             provider: provider.clone(),
@@ -479,7 +681,10 @@ fn version(
         });
     }
     if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
-        cx.problem(format!("{path}.targets"), "at least one target needs a weight above 0");
+        cx.problem(
+            format!("{path}.targets"),
+            "at least one target needs a weight above 0",
+        );
     }
     let routing = match v.routing.as_deref() {
         None | Some("weighted") => Strategy::Weighted,
@@ -488,22 +693,37 @@ fn version(
         Some("latency") => Strategy::Latency,
         Some("cost") => Strategy::Cost,
         Some(other) => {
-            cx.problem(format!("{path}.routing"), format!("unknown routing '{other}' (weighted, round-robin, least-busy, latency, cost)"));
+            cx.problem(
+                format!("{path}.routing"),
+                format!(
+                    "unknown routing '{other}' (weighted, round-robin, least-busy, latency, cost)"
+                ),
+            );
             Strategy::Weighted
         }
     };
     let fallbacks = v.fallbacks.unwrap_or_default();
     for (i, f) in fallbacks.iter().enumerate() {
         if f == model_name {
-            cx.problem(format!("{path}.fallbacks[{i}]"), "a model cannot fall back to itself");
+            cx.problem(
+                format!("{path}.fallbacks[{i}]"),
+                "a model cannot fall back to itself",
+            );
         } else if !model_names.contains(f) {
             let hint = super::closest(f, model_names.iter().map(String::as_str))
                 .map(|c| format!(" (did you mean '{c}'?)"))
                 .unwrap_or_default();
-            cx.problem(format!("{path}.fallbacks[{i}]"), format!("unknown model '{f}'{hint}"));
+            cx.problem(
+                format!("{path}.fallbacks[{i}]"),
+                format!("unknown model '{f}'{hint}"),
+            );
         }
     }
-    let timeout = cx.duration(&format!("{path}.timeout"), v.timeout.as_deref(), default_timeout);
+    let timeout = cx.duration(
+        &format!("{path}.timeout"),
+        v.timeout.as_deref(),
+        default_timeout,
+    );
     cx.unsupported(format!("{path}.hedge_after"), v.hedge_after.is_some());
     cx.unsupported(format!("{path}.context_window"), v.context_window.is_some());
     Some(Version {

@@ -29,7 +29,8 @@ pub fn config(env: &dyn Fn(&str) -> Option<String>) -> super::Config {
 
 /// The YAML the zero-config default amounts to (also what `providers_from_env` adds).
 pub fn yaml(env: &dyn Fn(&str) -> Option<String>, ollama: bool) -> String {
-    let mut out = String::from("store: sqlite://switchyard.db\nproviders:\n  mock: { type: mock }\n");
+    let mut out =
+        String::from("store: sqlite://switchyard.db\nproviders:\n  mock: { type: mock }\n");
     for (kind, _, var) in PRESETS {
         if var.is_empty() {
             continue;
@@ -60,6 +61,7 @@ fn unreachable_config() -> super::Config {
             request_timeout: Duration::from_secs(600),
             usage_log_bodies: false,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         },
         telemetry: super::Telemetry::default(),

@@ -24,11 +24,17 @@ pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
             "providers": c.providers.len(),
         })),
         Err(problems) => {
-            let mut body = Error::new(Kind::InvalidRequest, format!("The configuration was not reloaded:\n{problems}")).openai_json();
+            let mut body = Error::new(
+                Kind::InvalidRequest,
+                format!("The configuration was not reloaded:\n{problems}"),
+            )
+            .openai_json();
             body["error"]["problems"] = problems
                 .problems
                 .iter()
-                .map(|p| serde_json::json!({ "path": p.path, "line": p.line, "message": p.message }))
+                .map(
+                    |p| serde_json::json!({ "path": p.path, "line": p.line, "message": p.message }),
+                )
                 .collect();
             pipeline::json_status(StatusCode::BAD_REQUEST, &body)
         }

@@ -28,5 +28,6 @@ pub fn panic(err: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("unknown");
     tracing::error!(panic = detail, "request handler panicked");
-    Error::new(Kind::Internal, "The gateway failed to handle this request.").into_response(Protocol::OpenAi)
+    Error::new(Kind::Internal, "The gateway failed to handle this request.")
+        .into_response(Protocol::OpenAi)
 }

@@ -90,14 +90,20 @@ pub fn order(version: &Version) -> Vec<usize> {
     }
     match version.routing {
         Strategy::RoundRobin => {
-            let start = version.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+            let start = version
+                .cursor
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % n;
             idx.rotate_left(start);
         }
         Strategy::Cost => {
             // Cheapest first (input + output price); ties keep the weighted order.
             weighted_shuffle(&version.targets, &mut idx);
             let price = |i: &usize| {
-                let p = version.targets[*i].price.or(version.price).unwrap_or_default();
+                let p = version.targets[*i]
+                    .price
+                    .or(version.price)
+                    .unwrap_or_default();
                 p.input + p.output
             };
             idx.sort_by(|a, b| price(a).total_cmp(&price(b)));

@@ -37,7 +37,10 @@ fn weighted_order_follows_weights() {
     let firsts = (0..n).filter(|_| order(&r.version)[0] == 0).count();
     let share = firsts as f64 / n as f64;
     // Expected 0.75; the binomial standard deviation is under 0.007, so this bound is > 5 sigma.
-    assert!((0.71..0.79).contains(&share), "share of the weight-3 target: {share}");
+    assert!(
+        (0.71..0.79).contains(&share),
+        "share of the weight-3 target: {share}"
+    );
     // Every order is a permutation.
     let mut o = order(&r.version);
     o.sort_unstable();

@@ -54,7 +54,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = Broken;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Broken>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Broken>>> {
         match self.get_mut() {
             UpstreamBody::Http(b) => match Pin::new(b).poll_frame(cx) {
                 Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(Broken))),
@@ -71,7 +74,9 @@ impl Body for UpstreamBody {
                     return Poll::Ready(None);
                 }
                 if !p.delay.is_zero() {
-                    let sleep = p.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(p.delay)));
+                    let sleep = p
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(p.delay)));
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }

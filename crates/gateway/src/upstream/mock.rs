@@ -41,7 +41,9 @@ pub async fn call(
             param: None,
         });
     }
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let body = match call.endpoint {
         Endpoint::Chat => {
             let mut req = openai::request::parse(call.body).map_err(|e| invalid(e.to_string()))?;
@@ -76,7 +78,10 @@ pub async fn call(
         Endpoint::Embeddings => embeddings(call.body, &target.model)?,
     };
     let mut resp = http::Response::new(UpstreamBody::Full(Some(Bytes::from(body))));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok((resp, None))
 }
 
@@ -92,7 +97,10 @@ fn invalid(message: String) -> Failure {
 
 fn event_stream(body: UpstreamBody) -> http::Response<UpstreamBody> {
     let mut resp = http::Response::new(body);
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
     resp
 }
 
@@ -105,7 +113,11 @@ fn completion(body: &[u8], model: &str, created: u64, stream: bool) -> Result<Ve
     let v: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     let prompt = match &v["prompt"] {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a.first().and_then(Value::as_str).unwrap_or_default().to_string(),
+        Value::Array(a) => a
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         _ => String::new(),
     };
     let text = format!("echo: {prompt}");

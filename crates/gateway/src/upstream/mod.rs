@@ -99,7 +99,12 @@ enum Next {
 fn classify(f: &Failure) -> Next {
     match f {
         Failure::Connect | Failure::Timeout | Failure::Malformed => Next::Retry,
-        Failure::Status { status, code, message, .. } => {
+        Failure::Status {
+            status,
+            code,
+            message,
+            ..
+        } => {
             let s = status.as_u16();
             if s == 429 || s >= 500 {
                 Next::Retry
@@ -117,7 +122,11 @@ fn classify(f: &Failure) -> Next {
 
 fn is_context_length(code: Option<&str>, message: Option<&str>) -> bool {
     code == Some("context_length_exceeded")
-        || message.is_some_and(|m| m.contains("context length") || m.contains("context window") || m.contains("maximum context"))
+        || message.is_some_and(|m| {
+            m.contains("context length")
+                || m.contains("context window")
+                || m.contains("maximum context")
+        })
 }
 
 /// Sends `call` to the targets of `version` in `order`, each tried up to `1 + retries` times,
@@ -143,7 +152,11 @@ pub async fn send<'v>(
             target.stats.in_flight.fetch_sub(1, Relaxed);
             let elapsed = now.elapsed();
             // Failures weigh as slow answers in the latency average.
-            let penalty = if result.is_ok() { Duration::ZERO } else { Duration::from_secs(1) };
+            let penalty = if result.is_ok() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
             target.stats.observe(elapsed + penalty);
             match result {
                 Ok((response, first)) => {
@@ -181,7 +194,9 @@ pub async fn send<'v>(
                         Next::Retry => {
                             let wait = backoff(retry).max(retry_after.unwrap_or_default());
                             // A Retry-After beyond the deadline or too long to wait: move on.
-                            if wait > Duration::from_secs(10) || Instant::now() + wait >= call.deadline {
+                            if wait > Duration::from_secs(10)
+                                || Instant::now() + wait >= call.deadline
+                            {
                                 continue 'targets;
                             }
                             tokio::time::sleep(wait).await;
@@ -197,7 +212,9 @@ pub async fn send<'v>(
 /// Exponential backoff with jitter: 100 ms, 200 ms, 400 ms … capped at 2 s, each scaled by a
 /// random factor in [0.5, 1).
 fn backoff(retry: u32) -> Duration {
-    let base = Duration::from_millis(100).saturating_mul(1 << retry.min(5)).min(Duration::from_secs(2));
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << retry.min(5))
+        .min(Duration::from_secs(2));
     base.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
@@ -205,32 +222,64 @@ fn backoff(retry: u32) -> Duration {
 fn final_error(last: Option<(Failure, &Provider)>, deadline: Instant) -> Error {
     let Some((failure, provider)) = last else {
         return if Instant::now() >= deadline {
-            Error::new(Kind::UpstreamTimeout, "The request timed out before any provider answered.")
+            Error::new(
+                Kind::UpstreamTimeout,
+                "The request timed out before any provider answered.",
+            )
         } else {
-            Error::new(Kind::NoHealthyTarget, "No target is available for this model.")
+            Error::new(
+                Kind::NoHealthyTarget,
+                "No target is available for this model.",
+            )
         };
     };
     let p = &provider.name;
     match failure {
-        Failure::Connect => Error::new(Kind::NoHealthyTarget, format!("No healthy target: provider '{p}' could not be reached.")),
-        Failure::Timeout => Error::new(Kind::UpstreamTimeout, format!("Provider '{p}' did not answer in time.")),
-        Failure::Malformed => Error::new(Kind::UpstreamBad, format!("Provider '{p}' answered with a malformed response.")),
-        Failure::Status { status, retry_after, message, code, param } => {
+        Failure::Connect => Error::new(
+            Kind::NoHealthyTarget,
+            format!("No healthy target: provider '{p}' could not be reached."),
+        ),
+        Failure::Timeout => Error::new(
+            Kind::UpstreamTimeout,
+            format!("Provider '{p}' did not answer in time."),
+        ),
+        Failure::Malformed => Error::new(
+            Kind::UpstreamBad,
+            format!("Provider '{p}' answered with a malformed response."),
+        ),
+        Failure::Status {
+            status,
+            retry_after,
+            message,
+            code,
+            param,
+        } => {
             let s = status.as_u16();
             if s == 429 {
-                Error::new(Kind::RateLimited, format!("Provider '{p}' is rate limiting requests; retry later."))
-                    .with_retry_after(retry_after.or(Some(Duration::from_secs(1))))
+                Error::new(
+                    Kind::RateLimited,
+                    format!("Provider '{p}' is rate limiting requests; retry later."),
+                )
+                .with_retry_after(retry_after.or(Some(Duration::from_secs(1))))
             } else if s == 401 || s == 403 {
                 Error::new(Kind::UpstreamBad, format!("Provider '{p}' refused the gateway's credentials (HTTP {s}); check its api_key."))
             } else if s == 404 {
-                Error::new(Kind::UpstreamBad, format!("Provider '{p}' does not know the requested model (HTTP 404)."))
+                Error::new(
+                    Kind::UpstreamBad,
+                    format!("Provider '{p}' does not know the requested model (HTTP 404)."),
+                )
             } else if s >= 500 {
-                Error::new(Kind::UpstreamBad, format!("Provider '{p}' failed with HTTP {s}."))
+                Error::new(
+                    Kind::UpstreamBad,
+                    format!("Provider '{p}' failed with HTTP {s}."),
+                )
             } else {
                 // The client's own mistake, as the provider described it.
                 let mut e = Error::new(
                     Kind::InvalidRequest,
-                    message.unwrap_or_else(|| format!("Provider '{p}' rejected the request (HTTP {s}).")),
+                    message.unwrap_or_else(|| {
+                        format!("Provider '{p}' rejected the request (HTTP {s}).")
+                    }),
                 );
                 e.status = Some(status);
                 e.code = code.map(Into::into);
@@ -250,7 +299,9 @@ async fn attempt(
 ) -> Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure> {
     match &target.provider.kind {
         ProviderKind::Mock(m) => mock::call(m, target, call, timeout).await,
-        ProviderKind::OpenAi | ProviderKind::Azure { .. } | ProviderKind::OpenAiCompatible { .. } => {
+        ProviderKind::OpenAi
+        | ProviderKind::Azure { .. }
+        | ProviderKind::OpenAiCompatible { .. } => {
             let req = openai::request(target, call)?;
             exchange(client, req, call.peek.stream, timeout, &target.provider).await
         }
@@ -272,8 +323,15 @@ async fn exchange(
         let resp = client.request(req).await.map_err(|_| Failure::Connect)?;
         let (parts, mut incoming) = resp.into_parts();
         if !parts.status.is_success() {
-            let body = read_limited(&mut incoming, 1 << 20).await.unwrap_or_default();
-            return Err(status_failure(parts.status, &parts.headers, &body, provider));
+            let body = read_limited(&mut incoming, 1 << 20)
+                .await
+                .unwrap_or_default();
+            return Err(status_failure(
+                parts.status,
+                &parts.headers,
+                &body,
+                provider,
+            ));
         }
         if stream {
             let first = loop {
@@ -286,13 +344,23 @@ async fn exchange(
                     None => break None,
                 }
             };
-            Ok((http::Response::from_parts(parts, UpstreamBody::Http(incoming)), first))
+            Ok((
+                http::Response::from_parts(parts, UpstreamBody::Http(incoming)),
+                first,
+            ))
         } else {
-            let body = read_limited(&mut incoming, 256 << 20).await.map_err(|_| Failure::Connect)?;
-            Ok((http::Response::from_parts(parts, UpstreamBody::Full(Some(body))), None))
+            let body = read_limited(&mut incoming, 256 << 20)
+                .await
+                .map_err(|_| Failure::Connect)?;
+            Ok((
+                http::Response::from_parts(parts, UpstreamBody::Full(Some(body))),
+                None,
+            ))
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| Failure::Timeout)?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| Failure::Timeout)?
 }
 
 async fn read_limited(body: &mut hyper::body::Incoming, limit: usize) -> Result<Bytes, ()> {
@@ -317,7 +385,12 @@ use http_body::Body as _;
 
 /// Reads an upstream error answer: its Retry-After and, in OpenAI's error shape, its message,
 /// with the provider's credential scrubbed should it be echoed.
-fn status_failure(status: StatusCode, headers: &http::HeaderMap, body: &[u8], provider: &Provider) -> Failure {
+fn status_failure(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    provider: &Provider,
+) -> Failure {
     #[derive(serde::Deserialize)]
     struct Outer {
         error: Inner,
@@ -366,7 +439,9 @@ fn status_failure(status: StatusCode, headers: &http::HeaderMap, body: &[u8], pr
 /// Removes the provider's credential from an upstream message, should it be echoed.
 fn scrub(message: String, provider: &Provider) -> String {
     match &provider.api_key {
-        Some(k) if k.expose().len() >= 4 && message.contains(k.expose()) => message.replace(k.expose(), "***"),
+        Some(k) if k.expose().len() >= 4 && message.contains(k.expose()) => {
+            message.replace(k.expose(), "***")
+        }
         _ => message,
     }
 }
@@ -397,7 +472,10 @@ mod tests {
         assert_eq!(classify(&status(500, None)), Next::Retry);
         assert_eq!(classify(&status(429, None)), Next::Retry);
         assert_eq!(classify(&status(401, None)), Next::Failover);
-        assert_eq!(classify(&status(400, Some("context_length_exceeded"))), Next::Failover);
+        assert_eq!(
+            classify(&status(400, Some("context_length_exceeded"))),
+            Next::Failover
+        );
         assert_eq!(classify(&status(400, None)), Next::Stop);
         assert_eq!(classify(&status(422, None)), Next::Stop);
     }

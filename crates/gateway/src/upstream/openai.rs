@@ -11,7 +11,8 @@ use providers::openai::peek::Endpoint;
 use super::{Call, Failure};
 use crate::config::{ProviderKind, Target};
 
-static USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
+static USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION")));
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
@@ -39,8 +40,13 @@ pub fn url(target: &Target, endpoint: Endpoint) -> String {
 }
 
 pub fn request(target: &Target, call: &Call<'_>) -> Result<Request<Full<Bytes>>, Failure> {
-    let uri: Uri = url(target, call.endpoint).parse().map_err(|_| Failure::Connect)?;
-    let body = if call.peek.model == target.model && !(call.peek.stream && !call.peek.include_usage) {
+    let uri: Uri = url(target, call.endpoint)
+        .parse()
+        .map_err(|_| Failure::Connect)?;
+    // Byte-identical forward when nothing needs changing.
+    let unchanged =
+        call.peek.model == target.model && (!call.peek.stream || call.peek.include_usage);
+    let body = if unchanged {
         call.body.clone()
     } else {
         Bytes::from(call.peek.rewrite(call.body, &target.model, true))

@@ -6,16 +6,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod idle;
+
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::Service as _;
 
 use crate::app::{self, App};
 
 /// Serves until `stop` resolves, then drains connections for at most the configured grace.
-pub async fn serve(app: Arc<App>, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let config = app.config();
     let router = app::router(app.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -24,7 +30,11 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, stop: impl std::future:
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let idle_timeout = config.server.idle_timeout;
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -41,8 +51,22 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, stop: impl std::future:
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let active = std::sync::Arc::new(idle::Active::default());
+        let io = idle::IdleIo::new(stream, idle_timeout, active.clone());
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let guard = active.enter();
+                let mut router = router.clone();
+                async move {
+                    let resp = router.call(req.map(axum::body::Body::new)).await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|inner| idle::Tracked {
+                        inner,
+                        _guard: guard,
+                    }))
+                }
+            });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;
@@ -50,8 +74,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, stop: impl std::future:
     }
     drop(listener);
     let grace = app.config().server.shutdown_grace;
-    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: waiting for in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace elapsed with requests still in flight");
     }
 }
