@@ -36,7 +36,7 @@ models:
   flaky:    {{ targets: [{{ provider: up, model: "m+status=500" }}], retries: 1 }}
   limited:  {{ targets: [{{ provider: up, model: "m+status=429+retry_after=1" }}], retries: 0 }}
   bad:      {{ targets: [{{ provider: up, model: "m+malformed" }}], retries: 0 }}
-  badreq:   {{ targets: [{{ provider: up, model: "m+status=400" }}, {{ provider: up, model: "other" }}], retries: 2 }}
+  badreq:   {{ targets: [{{ provider: up, model: "m+status=400" }}, {{ provider: up, model: "other", weight: 0 }}], retries: 2 }}
   down:     {{ targets: [{{ provider: dead, model: x }}], retries: 0 }}
   slow:     {{ targets: [{{ provider: up, model: "m+delay_ms=5000" }}], timeout: 300ms, retries: 0 }}
   cut:      {{ targets: [{{ provider: up, model: "m+cut_after=2" }}], retries: 0 }}
