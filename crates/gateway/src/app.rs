@@ -14,10 +14,12 @@ use axum::Router;
 use crate::config::{self, Config};
 use crate::handlers;
 use crate::upstream::client::{self, Client};
+use crate::upstream::RetryBudget;
 
 pub struct App {
     config: ArcSwap<Config>,
     pub client: Client,
+    pub retry_budget: RetryBudget,
     /// Serialises reloads (SIGHUP and the admin API may race).
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -27,6 +29,7 @@ impl App {
         Arc::new(App {
             config: ArcSwap::from_pointee(config),
             client: client::new(),
+            retry_budget: RetryBudget::default(),
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -42,8 +45,9 @@ impl App {
         let _guard = self.reload_lock.lock().await;
         let current = self.config();
         let path: Option<PathBuf> = current.path.clone();
+        let prior = current.clone();
         let loaded = tokio::task::spawn_blocking(move || match path {
-            Some(p) => config::load(&p),
+            Some(p) => config::load_with(&p, Some(&prior)),
             None => Ok(config::zero_config()),
         })
         .await

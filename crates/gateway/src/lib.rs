@@ -7,6 +7,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod pipeline;
 pub mod relay;
 pub mod routing;

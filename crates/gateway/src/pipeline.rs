@@ -42,6 +42,10 @@ pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provid
 pub static X_UPSTREAM_MODEL: HeaderName = HeaderName::from_static("x-switchyard-upstream-model");
 pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 pub static X_COST: HeaderName = HeaderName::from_static("x-switchyard-cost");
+/// Set when a fallback model served the request: the model that did.
+pub static X_FALLBACK: HeaderName = HeaderName::from_static("x-switchyard-fallback");
+static X_TIMEOUT: HeaderName = HeaderName::from_static("x-switchyard-timeout");
+static X_RETRIES: HeaderName = HeaderName::from_static("x-switchyard-retries");
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -133,28 +137,125 @@ async fn run(
 
     // 6. Admission (rate limits, budgets) plugs in here: reserve now, settle in `finish`.
 
-    // 7–8. Order the targets and send, with retries and failover.
-    let order = routing::order(&route.version);
+    // 7–8. Plan the targets and send, with retries, failover and fallbacks.
+    let overrides = Overrides::from(&parts.headers)?;
+    let needs = routing::Needs::of(&peek, body.len());
     let call = Call {
         endpoint,
         body: &body,
         peek: &peek,
         deadline,
     };
-    let success = match upstream::send(&app.client, &route.version, &order, &call).await {
-        Ok(s) => s,
-        Err((e, attempts)) => {
-            cx.headers.insert(
-                X_ATTEMPTS.clone(),
-                upstream::attempts_header(attempts.len()),
-            );
-            if let Some(r) = cx.record() {
-                r.attempts = attempts;
+    app.retry_budget.deposit();
+    let allow_fallbacks = peek
+        .provider
+        .as_ref()
+        .and_then(|p| p.allow_fallbacks)
+        .unwrap_or(true);
+    // The client's `models` replace the configured fallbacks (OpenRouter's semantics).
+    let fallbacks: Vec<String> = if peek.models.is_empty() {
+        route.version.fallbacks.clone()
+    } else {
+        peek.models
+            .iter()
+            .filter(|m| **m != route.model)
+            .cloned()
+            .collect()
+    };
+    let mut all_attempts = Vec::new();
+    let mut current = route;
+    let mut next_fallback = 0;
+    let mut last_error: Option<Error> = None;
+    let mut context_overflow = false;
+    let (route, success) = loop {
+        let served = match routing::plan(&current, &needs, peek.provider.as_ref()) {
+            Err(routing::Unservable::ContextTooLong(e)) => {
+                context_overflow = true;
+                Err(e)
             }
-            return Err(e);
+            Err(e) if all_attempts.is_empty() && last_error.is_none() => return Err(e.into_error()),
+            Err(e) => Err(e.into_error()),
+            Ok(order) => {
+                let plan = upstream::Plan {
+                    version: &current.version,
+                    order,
+                    retries: overrides.retries.unwrap_or(current.version.retries),
+                    timeout: overrides.timeout.unwrap_or(current.version.timeout),
+                    tokens: needs.tokens,
+                };
+                match upstream::send(&app.client, &app.retry_budget, &plan, &call).await {
+                    Ok(mut s) => {
+                        all_attempts.append(&mut s.attempts);
+                        Ok(s)
+                    }
+                    Err(f) => {
+                        all_attempts.extend(f.attempts);
+                        if !f.can_fall_back {
+                            cx.headers.insert(
+                                X_ATTEMPTS.clone(),
+                                upstream::attempts_header(all_attempts.len()),
+                            );
+                            if let Some(r) = cx.record() {
+                                r.attempts = all_attempts;
+                            }
+                            return Err(f.error);
+                        }
+                        context_overflow |= f.context_length;
+                        Err(f.error)
+                    }
+                }
+            }
+        };
+        match served {
+            Ok(s) => break (current, s),
+            Err(e) => last_error = Some(e),
+        }
+        // Every target of this model failed: the next fallback, if any and if allowed.
+        let next = if allow_fallbacks {
+            next_model(
+                config,
+                &fallbacks,
+                &mut next_fallback,
+                context_overflow.then_some(&current),
+            )
+        } else {
+            None
+        };
+        match next {
+            Some(r) => {
+                tracing::debug!(from = %current.model, to = %r.model, "falling back");
+                current = r;
+            }
+            None => {
+                cx.headers.insert(
+                    X_ATTEMPTS.clone(),
+                    upstream::attempts_header(all_attempts.len()),
+                );
+                if let Some(r) = cx.record() {
+                    r.attempts = all_attempts;
+                }
+                return Err(last_error.unwrap_or_else(|| {
+                    Error::new(
+                        Kind::NoHealthyTarget,
+                        "No target is available for this model.",
+                    )
+                }));
+            }
         }
     };
-    let target = success.target;
+    if route.model != current_requested(&peek.model) {
+        cx.headers
+            .insert(X_FALLBACK.clone(), route.model_header.clone());
+    }
+    cx.headers
+        .insert(X_MODEL.clone(), route.model_header.clone());
+    cx.headers
+        .insert(X_VERSION.clone(), route.version.name_header.clone());
+    let success = upstream::Success {
+        attempts: all_attempts,
+        ..success
+    };
+    let target = &route.version.targets[success.target];
     cx.headers
         .insert(X_PROVIDER.clone(), target.provider.name_header.clone());
     cx.headers
@@ -229,6 +330,87 @@ async fn run(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, JSON.clone());
     Ok(resp)
+}
+
+/// Per-request controls: `x-switchyard-timeout` (per attempt) and `x-switchyard-retries`.
+#[derive(Debug, Default)]
+struct Overrides {
+    timeout: Option<std::time::Duration>,
+    retries: Option<u32>,
+}
+
+impl Overrides {
+    fn from(headers: &HeaderMap) -> Result<Overrides, Error> {
+        let mut o = Overrides::default();
+        if let Some(v) = headers.get(&X_TIMEOUT) {
+            let text = v.to_str().unwrap_or_default();
+            let d = crate::config::units::duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!(
+                            "x-switchyard-timeout: '{text}' is not a duration like 30s or 500ms."
+                        ),
+                        None,
+                    )
+                })?;
+            o.timeout = Some(d);
+        }
+        if let Some(v) = headers.get(&X_RETRIES) {
+            let text = v.to_str().unwrap_or_default();
+            let n: u32 = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= 10)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("x-switchyard-retries: '{text}' is not a number from 0 to 10."),
+                        None,
+                    )
+                })?;
+            o.retries = Some(n);
+        }
+        Ok(o)
+    }
+}
+
+/// The next fallback model that resolves (and, after a context overflow, whose context window
+/// is larger than the model that overflowed).
+fn next_model(
+    config: &Config,
+    fallbacks: &[String],
+    at: &mut usize,
+    overflowed: Option<&routing::Route>,
+) -> Option<routing::Route> {
+    while *at < fallbacks.len() {
+        let name = &fallbacks[*at];
+        *at += 1;
+        let Ok(r) = routing::resolve(config, name, None) else {
+            continue;
+        };
+        if let Some(prev) = overflowed {
+            let window = |v: &crate::config::Version| {
+                v.targets.iter().filter_map(|t| t.context_window).max()
+            };
+            match (window(&prev.version), window(&r.version)) {
+                (Some(a), Some(b)) if b <= a => continue,
+                _ => {}
+            }
+        }
+        return Some(r);
+    }
+    None
+}
+
+/// The public name the client asked for, without `@version` or `:floor`/`:nitro`.
+fn current_requested(model: &str) -> &str {
+    let m = model
+        .strip_suffix(":floor")
+        .or_else(|| model.strip_suffix(":nitro"))
+        .unwrap_or(model);
+    m.rsplit_once('@').map_or(m, |(n, _)| n)
 }
 
 /// Reads the whole request body: 413 beyond `limit` (checked on `Content-Length` first, then as

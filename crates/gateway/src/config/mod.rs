@@ -41,6 +41,8 @@ pub struct Config {
     pub direct_routes: bool,
     pub store: Option<String>,
     pub redis: Option<String>,
+    /// Live state of `provider/model` direct-route targets, created on first use (bounded).
+    pub direct_state: std::sync::Mutex<HashMap<(String, String), Arc<TargetStats>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,9 @@ pub struct Version {
     pub timeout: Duration,
     pub fallbacks: Vec<String>,
     pub price: Option<Price>,
+    pub context_window: Option<u64>,
+    /// Send a second attempt to another target when the first has not answered by then.
+    pub hedge_after: Option<Duration>,
     /// Round-robin position.
     pub cursor: std::sync::atomic::AtomicUsize,
 }
@@ -142,30 +147,25 @@ pub struct Target {
     pub model_header: HeaderValue,
     pub weight: u32,
     pub price: Option<Price>,
-    /// Live load of this target, for `least-busy` and `latency` routing.
-    pub stats: TargetStats,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrency: Option<u64>,
+    /// The largest prompt + completion the upstream model accepts, in tokens.
+    pub context_window: Option<u64>,
+    /// What the target can do; `None` means undeclared (assumed capable).
+    pub capabilities: Option<Capabilities>,
+    /// Live state: in flight, latency, breaker, own limits. Shared across reloads.
+    pub stats: Arc<TargetStats>,
 }
 
-/// Requests in flight and an exponentially weighted moving average of latency (µs).
-#[derive(Debug, Default)]
-pub struct TargetStats {
-    pub in_flight: std::sync::atomic::AtomicU64,
-    pub ewma_us: std::sync::atomic::AtomicU64,
-}
+pub use crate::routing::health::TargetStats;
 
-impl TargetStats {
-    /// Folds one observed latency into the average (weight 1/8 for the new sample).
-    pub fn observe(&self, d: Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let sample = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        let _ = self.ewma_us.fetch_update(Relaxed, Relaxed, |old| {
-            Some(if old == 0 {
-                sample
-            } else {
-                old - old / 8 + sample / 8
-            })
-        });
-    }
+/// Request features a target may or may not support.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub tools: bool,
+    pub json_schema: bool,
+    pub vision: bool,
 }
 
 /// USD per one million tokens.
@@ -242,6 +242,11 @@ pub fn locate(cli: Option<&Path>) -> Option<PathBuf> {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
+    load_with(path, None)
+}
+
+/// Like `load`, keeping the live state (health, latency) of targets that `prior` also had.
+pub fn load_with(path: &Path, prior: Option<&Config>) -> Result<Config, Error> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error {
         origin: origin.clone(),
@@ -251,7 +256,7 @@ pub fn load(path: &Path) -> Result<Config, Error> {
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    let mut config = parse(&text, &origin, &process_env)?;
+    let mut config = parse_with(&text, &origin, &process_env, prior)?;
     config.path = Some(path.to_path_buf());
     Ok(config)
 }
@@ -261,6 +266,15 @@ pub fn parse(
     text: &str,
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Error> {
+    parse_with(text, origin, env, None)
+}
+
+pub fn parse_with(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    prior: Option<&Config>,
 ) -> Result<Config, Error> {
     let fail = |problems: Vec<Problem>| Error {
         origin: origin.to_string(),
@@ -279,7 +293,7 @@ pub fn parse(
     })?;
     let lines = locate::Lines::index(&text);
     let file = parse_raw(&text, &lines).map_err(|p| fail(vec![p]))?;
-    validate::validate(file, &lines, env).map_err(fail)
+    validate::validate(file, &lines, env, prior).map_err(fail)
 }
 
 /// The zero-config default: every provider whose key is in the environment, the built-in mock,
@@ -356,6 +370,31 @@ impl Config {
             return Some(m.clone());
         }
         None
+    }
+
+    /// The live state of the target (provider, upstream model), if this configuration has it.
+    pub fn target_stats(&self, provider: &str, model: &str) -> Option<Arc<TargetStats>> {
+        self.models
+            .values()
+            .flat_map(|m| m.versions.values())
+            .flat_map(|v| &v.targets)
+            .find_map(|t| {
+                (t.provider.name == provider && t.model == model).then(|| t.stats.clone())
+            })
+    }
+
+    /// The live state of a direct-route target; at most 4096 are remembered.
+    pub fn direct_stats(&self, provider: &str, model: &str) -> Arc<TargetStats> {
+        let mut map = self.direct_state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (provider.to_string(), model.to_string());
+        if let Some(s) = map.get(&key) {
+            return s.clone();
+        }
+        let s = Arc::<TargetStats>::default();
+        if map.len() < 4096 {
+            map.insert(key, s.clone());
+        }
+        s
     }
 
     /// For `provider/model` names: the provider and the upstream model.

@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue};
 
 use super::locate::Lines;
 use super::{
-    raw, units, Auth, Config, Key, Model, Price, Problem, Provider, Secret, Server, Strategy,
-    Target, Telemetry, Version,
+    raw, units, Auth, Capabilities, Config, Key, Model, Price, Problem, Provider, Secret, Server,
+    Strategy, Target, Telemetry, Version,
 };
 
 /// The wire protocol of a provider, with what is specific to it.
@@ -26,6 +26,19 @@ pub enum ProviderKind {
         preset: Option<&'static str>,
     },
     Mock(Mock),
+}
+
+impl ProviderKind {
+    /// The `type` this provider was configured with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure { .. } => "azure",
+            ProviderKind::OpenAiCompatible { preset: Some(p) } => p,
+            ProviderKind::OpenAiCompatible { preset: None } => "openai-compatible",
+            ProviderKind::Mock(_) => "mock",
+        }
+    }
 }
 
 /// Behaviour of the built-in `mock` provider.
@@ -89,6 +102,8 @@ const TYPES: &[&str] = &[
 struct Ctx<'a> {
     lines: &'a Lines,
     problems: Vec<Problem>,
+    /// The configuration being replaced, whose targets' live state carries over.
+    prior: Option<&'a Config>,
 }
 
 impl Ctx<'_> {
@@ -128,9 +143,11 @@ pub fn validate(
     file: raw::File,
     lines: &Lines,
     env: &dyn Fn(&str) -> Option<String>,
+    prior: Option<&Config>,
 ) -> Result<Config, Vec<Problem>> {
     let mut cx = Ctx {
         lines,
+        prior,
         problems: Vec::new(),
     };
 
@@ -330,6 +347,7 @@ pub fn validate(
             direct_routes: file.providers_from_env.unwrap_or(false),
             store: file.store,
             redis: file.redis,
+            direct_state: Default::default(),
         })
     } else {
         Err(cx.problems)
@@ -659,25 +677,38 @@ fn version(
             );
             continue;
         };
-        cx.unsupported(format!("{tpath}.rpm"), t.rpm.is_some());
-        cx.unsupported(format!("{tpath}.tpm"), t.tpm.is_some());
-        cx.unsupported(
-            format!("{tpath}.max_concurrency"),
-            t.max_concurrency.is_some(),
-        );
         cx.unsupported(format!("{tpath}.version"), t.version.is_some());
-        cx.unsupported(
-            format!("{tpath}.context_window"),
-            t.context_window.is_some(),
-        );
-        cx.unsupported(format!("{tpath}.capabilities"), t.capabilities.is_some());
+        let capabilities = t.capabilities.as_ref().map(|caps| {
+            let mut c = Capabilities::default();
+            for (k, cap) in caps.iter().enumerate() {
+                match cap.as_str() {
+                    "tools" => c.tools = true,
+                    "json_schema" => c.json_schema = true,
+                    "vision" => c.vision = true,
+                    other => cx.problem(
+                        format!("{tpath}.capabilities[{k}]"),
+                        format!("unknown capability '{other}' (tools, json_schema, vision)"),
+                    ),
+                }
+            }
+            c
+        });
+        let stats = cx
+            .prior
+            .and_then(|p| p.target_stats(&t.provider, &t.model))
+            .unwrap_or_default();
         targets.push(Target {
             provider: provider.clone(),
             model_header: header_value(&t.model),
             model: t.model,
             weight: t.weight.unwrap_or(1),
             price: t.price.map(price),
-            stats: Default::default(),
+            rpm: t.rpm,
+            tpm: t.tpm,
+            max_concurrency: t.max_concurrency,
+            context_window: t.context_window.or(v.context_window),
+            capabilities,
+            stats,
         });
     }
     if !targets.is_empty() && targets.iter().all(|t| t.weight == 0) {
@@ -724,8 +755,11 @@ fn version(
         v.timeout.as_deref(),
         default_timeout,
     );
-    cx.unsupported(format!("{path}.hedge_after"), v.hedge_after.is_some());
-    cx.unsupported(format!("{path}.context_window"), v.context_window.is_some());
+    let hedge_after = v
+        .hedge_after
+        .as_deref()
+        .map(|h| cx.duration(&format!("{path}.hedge_after"), Some(h), Duration::ZERO))
+        .filter(|d| !d.is_zero());
     Some(Version {
         name: name.to_string(),
         name_header: header_value(name),
@@ -735,6 +769,8 @@ fn version(
         timeout,
         fallbacks,
         price: v.price.map(price),
+        context_window: v.context_window,
+        hedge_after,
         cursor: Default::default(),
     })
 }

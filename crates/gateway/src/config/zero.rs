@@ -71,5 +71,6 @@ fn unreachable_config() -> super::Config {
         direct_routes: true,
         store: None,
         redis: None,
+        direct_state: Default::default(),
     }
 }

@@ -5,6 +5,7 @@
 //! It never parses a body it forwards: it reads only what it must to classify a failure.
 
 pub mod body;
+mod budget;
 pub mod client;
 mod mock;
 mod openai;
@@ -16,10 +17,12 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use providers::openai::peek::{self, Endpoint};
 
-use crate::config::{Provider, ProviderKind, Target, Version};
+use crate::config::{Provider, ProviderKind, Target, TargetStats, Version};
 use crate::error::{Error, Kind};
+use crate::routing::health::Gate;
 
 pub use body::UpstreamBody;
+pub use budget::RetryBudget;
 
 /// What the pipeline asks of the upstream layer.
 pub struct Call<'a> {
@@ -31,8 +34,9 @@ pub struct Call<'a> {
 }
 
 /// A response whose status is a success, with its body still to be read or relayed.
-pub struct Success<'v> {
-    pub target: &'v Target,
+pub struct Success {
+    /// Index of the target that answered, in its version's `targets`.
+    pub target: usize,
     pub response: http::Response<UpstreamBody>,
     /// For streams: the first body bytes, already read (they proved the stream started).
     pub first: Option<Bytes>,
@@ -57,6 +61,8 @@ pub enum Outcome {
     Status(StatusCode),
     /// A success status with a body that is not the provider's protocol.
     Malformed,
+    /// A hedged attempt that lost the race.
+    Cancelled,
 }
 
 /// Why an attempt failed, with what the client may be told.
@@ -129,68 +135,109 @@ fn is_context_length(code: Option<&str>, message: Option<&str>) -> bool {
         })
 }
 
-/// Sends `call` to the targets of `version` in `order`, each tried up to `1 + retries` times,
-/// until one answers with a success status.
+/// How to send one request to one version: the targets in order and the per-request knobs.
+pub struct Plan<'v> {
+    pub version: &'v Version,
+    pub order: Vec<usize>,
+    /// Per target (`retries`, or `x-switchyard-retries`).
+    pub retries: u32,
+    /// Per attempt (`timeout`, or `x-switchyard-timeout`).
+    pub timeout: Duration,
+    /// Estimated tokens, for targets' own `tpm`.
+    pub tokens: u64,
+}
+
+/// Every attempt failed (or none could be made).
+pub struct Failed {
+    pub error: Error,
+    pub attempts: Vec<Attempt>,
+    /// The failure is the providers' (not the client's): fallbacks may be tried.
+    pub can_fall_back: bool,
+    /// The last failure was the prompt being too long for the model.
+    pub context_length: bool,
+}
+
+/// Sends `call` to the targets of `plan` in order, each tried up to `1 + retries` times, until
+/// one answers with a success status. Targets whose breaker is open or whose own limits are
+/// reached are skipped; every try after the first spends the retry budget.
 pub async fn send<'v>(
     client: &client::Client,
-    version: &'v Version,
-    order: &[usize],
+    budget: &RetryBudget,
+    plan: &Plan<'v>,
     call: &Call<'_>,
-) -> Result<Success<'v>, (Error, Vec<Attempt>)> {
+) -> Result<Success, Failed> {
+    let version = plan.version;
     let mut attempts = Vec::new();
     let mut last: Option<(Failure, &Provider)> = None;
-    'targets: for &i in order {
+    let mut tried = false;
+    let mut budget_spent = false;
+    'targets: for (pos, &i) in plan.order.iter().enumerate() {
         let target = &version.targets[i];
-        for retry in 0..=version.retries {
+        for retry in 0..=plan.retries {
             let now = Instant::now();
             if now >= call.deadline {
                 break 'targets;
             }
-            let timeout = version.timeout.min(call.deadline - now);
-            target.stats.in_flight.fetch_add(1, Relaxed);
-            let result = attempt(client, target, call, timeout).await;
-            target.stats.in_flight.fetch_sub(1, Relaxed);
-            let elapsed = now.elapsed();
-            // Failures weigh as slow answers in the latency average.
-            let penalty = if result.is_ok() {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(1)
+            let Some(ticket) = admit(target, now, plan.tokens) else {
+                continue 'targets;
             };
-            target.stats.observe(elapsed + penalty);
+            if tried && !budget.withdraw(now) {
+                budget_spent = true;
+                ticket.release();
+                break 'targets;
+            }
+            tried = true;
+            let timeout = plan.timeout.min(call.deadline - now);
+            // Hedging: the first try of the first target races a second target if it is slow.
+            let partner = match version.hedge_after {
+                Some(after) if pos == 0 && retry == 0 && after < timeout => plan.order[1..]
+                    .iter()
+                    .map(|&j| &version.targets[j])
+                    .find_map(|t| admit(t, now, plan.tokens).map(|tk| (t, tk, after))),
+                _ => None,
+            };
+            let (served, result) = match partner {
+                None => (
+                    target,
+                    try_target(client, target, ticket, call, timeout, &mut attempts).await,
+                ),
+                Some((other, other_ticket, after)) => {
+                    hedge(
+                        client,
+                        (target, ticket),
+                        (other, other_ticket),
+                        after,
+                        call,
+                        timeout,
+                        &mut attempts,
+                    )
+                    .await
+                }
+            };
             match result {
                 Ok((response, first)) => {
-                    attempts.push(Attempt {
-                        provider: target.provider.name.clone(),
-                        model: target.model.clone(),
-                        outcome: Outcome::Ok(response.status()),
-                        elapsed,
-                    });
                     return Ok(Success {
-                        target,
+                        target: version
+                            .targets
+                            .iter()
+                            .position(|t| std::ptr::eq(t, served))
+                            .unwrap_or(i),
                         response,
                         first,
                         attempts,
-                    });
+                    })
                 }
                 Err(failure) => {
-                    attempts.push(Attempt {
-                        provider: target.provider.name.clone(),
-                        model: target.model.clone(),
-                        outcome: failure.outcome(),
-                        elapsed,
-                    });
-                    tracing::debug!(provider = %target.provider.name, model = %target.model, outcome = ?failure.outcome(), "upstream attempt failed");
                     let next = classify(&failure);
                     let retry_after = match &failure {
                         Failure::Status { retry_after, .. } => *retry_after,
                         _ => None,
                     };
-                    last = Some((failure, &target.provider));
+                    last = Some((failure, &served.provider));
                     match next {
                         Next::Stop => break 'targets,
                         Next::Failover => continue 'targets,
-                        Next::Retry if retry == version.retries => continue 'targets,
+                        Next::Retry if retry == plan.retries => continue 'targets,
                         Next::Retry => {
                             let wait = backoff(retry).max(retry_after.unwrap_or_default());
                             // A Retry-After beyond the deadline or too long to wait: move on.
@@ -206,7 +253,208 @@ pub async fn send<'v>(
             }
         }
     }
-    Err((final_error(last, call.deadline), attempts))
+    let can_fall_back = !matches!(last.as_ref().map(|(f, _)| classify(f)), Some(Next::Stop));
+    let context_length = matches!(
+        &last,
+        Some((Failure::Status { code, message, .. }, _)) if is_context_length(code.as_deref(), message.as_deref())
+    );
+    let mut error = final_error(last, call.deadline);
+    if budget_spent && attempts.is_empty() {
+        error = Error::new(
+            Kind::NoHealthyTarget,
+            "No healthy target: the retry budget is spent.",
+        );
+    }
+    Err(Failed {
+        error,
+        attempts,
+        can_fall_back,
+        context_length,
+    })
+}
+
+/// A target's permission for one attempt: in flight counted, a half-open probe marked.
+struct Ticket<'t> {
+    stats: &'t TargetStats,
+    probe: bool,
+    done: bool,
+}
+
+impl Ticket<'_> {
+    fn release(mut self) {
+        self.done = true;
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+        if self.probe {
+            self.stats.release_probe();
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    /// A cancelled attempt (the losing hedge, a client gone) says nothing about the target.
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.in_flight.fetch_sub(1, Relaxed);
+            if self.probe {
+                self.stats.release_probe();
+            }
+        }
+    }
+}
+
+/// May `target` take one more attempt now? Checks its breaker, `max_concurrency`, `rpm`, `tpm`.
+fn admit(target: &Target, now: Instant, tokens: u64) -> Option<Ticket<'_>> {
+    let stats = &*target.stats;
+    let gate = stats.gate(now);
+    if gate == Gate::Skip {
+        return None;
+    }
+    let probe = gate == Gate::Probe;
+    let busy = target
+        .max_concurrency
+        .is_some_and(|m| stats.in_flight.load(Relaxed) >= m);
+    if busy || !stats.take(now, target.rpm, target.tpm, tokens) {
+        if probe {
+            stats.release_probe();
+        }
+        return None;
+    }
+    stats.in_flight.fetch_add(1, Relaxed);
+    Some(Ticket {
+        stats,
+        probe,
+        done: false,
+    })
+}
+
+type Answer = Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure>;
+
+/// One attempt on one target, recorded in `attempts` and in the target's health.
+async fn try_target(
+    client: &client::Client,
+    target: &Target,
+    ticket: Ticket<'_>,
+    call: &Call<'_>,
+    timeout: Duration,
+    attempts: &mut Vec<Attempt>,
+) -> Answer {
+    let started = Instant::now();
+    let result = attempt(client, target, call, timeout).await;
+    finish(target, ticket, &result, started, attempts);
+    result
+}
+
+fn finish(
+    target: &Target,
+    mut ticket: Ticket<'_>,
+    result: &Answer,
+    started: Instant,
+    attempts: &mut Vec<Attempt>,
+) {
+    let elapsed = started.elapsed();
+    ticket.done = true;
+    let stats = ticket.stats;
+    stats.in_flight.fetch_sub(1, Relaxed);
+    let outcome = match result {
+        Ok((resp, _)) => {
+            stats.observe(elapsed);
+            stats.success();
+            Outcome::Ok(resp.status())
+        }
+        Err(failure) => {
+            // Failures weigh as slow answers in the latency average.
+            stats.observe(elapsed + Duration::from_secs(1));
+            match failure {
+                Failure::Status {
+                    status,
+                    retry_after,
+                    ..
+                } if status.as_u16() == 429 => stats.failure(Instant::now(), *retry_after),
+                Failure::Status {
+                    status,
+                    code,
+                    message,
+                    ..
+                } if status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 404)
+                    || is_context_length(code.as_deref(), message.as_deref()) =>
+                {
+                    // The request's fault, not the target's.
+                    if ticket.probe {
+                        stats.release_probe();
+                    }
+                }
+                _ => stats.failure(Instant::now(), None),
+            }
+            tracing::debug!(provider = %target.provider.name, model = %target.model, outcome = ?failure.outcome(), "upstream attempt failed");
+            failure.outcome()
+        }
+    };
+    attempts.push(Attempt {
+        provider: target.provider.name.clone(),
+        model: target.model.clone(),
+        outcome,
+        elapsed,
+    });
+}
+
+/// Races `a` against `b` started `after` later; the first success wins and the other is
+/// cancelled. When both fail, the later failure is returned.
+#[allow(clippy::too_many_arguments)]
+async fn hedge<'v>(
+    client: &client::Client,
+    (a, ta): (&'v Target, Ticket<'_>),
+    (b, tb): (&'v Target, Ticket<'_>),
+    after: Duration,
+    call: &Call<'_>,
+    timeout: Duration,
+    attempts: &mut Vec<Attempt>,
+) -> (&'v Target, Answer) {
+    let started = Instant::now();
+    let fa = attempt(client, a, call, timeout);
+    tokio::pin!(fa);
+    tokio::select! {
+        r = &mut fa => {
+            finish(a, ta, &r, started, attempts);
+            drop(tb);
+            return (a, r);
+        }
+        () = tokio::time::sleep(after) => {}
+    }
+    let started_b = Instant::now();
+    let fb = attempt(client, b, call, timeout.saturating_sub(after));
+    tokio::pin!(fb);
+    tokio::select! {
+        r = &mut fa => {
+            finish(a, ta, &r, started, attempts);
+            if r.is_ok() {
+                cancelled(b, tb, started_b, attempts);
+                return (a, r);
+            }
+            let rb = fb.await;
+            finish(b, tb, &rb, started_b, attempts);
+            (b, rb)
+        }
+        r = &mut fb => {
+            finish(b, tb, &r, started_b, attempts);
+            if r.is_ok() {
+                cancelled(a, ta, started, attempts);
+                return (b, r);
+            }
+            let ra = fa.await;
+            finish(a, ta, &ra, started, attempts);
+            (a, ra)
+        }
+    }
+}
+
+fn cancelled(target: &Target, ticket: Ticket<'_>, started: Instant, attempts: &mut Vec<Attempt>) {
+    drop(ticket);
+    attempts.push(Attempt {
+        provider: target.provider.name.clone(),
+        model: target.model.clone(),
+        outcome: Outcome::Cancelled,
+        elapsed: started.elapsed(),
+    });
 }
 
 /// Exponential backoff with jitter: 100 ms, 200 ms, 400 ms … capped at 2 s, each scaled by a

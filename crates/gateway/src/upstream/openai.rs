@@ -44,9 +44,7 @@ pub fn request(target: &Target, call: &Call<'_>) -> Result<Request<Full<Bytes>>,
         .parse()
         .map_err(|_| Failure::Connect)?;
     // Byte-identical forward when nothing needs changing.
-    let unchanged =
-        call.peek.model == target.model && (!call.peek.stream || call.peek.include_usage);
-    let body = if unchanged {
+    let body = if !call.peek.needs_rewrite(&target.model, true) {
         call.body.clone()
     } else {
         Bytes::from(call.peek.rewrite(call.body, &target.model, true))

@@ -32,8 +32,46 @@ pub struct Request<'a> {
     pub n: u32,
     pub has_tools: bool,
     pub has_response_format: bool,
+    /// `response_format.type` is `json_schema`.
+    pub json_schema: bool,
+    /// Some message carries an image part.
+    pub has_images: bool,
+    /// OpenRouter's `models`: models to fall back to, in order.
+    pub models: Vec<String>,
+    /// OpenRouter's `provider` routing preferences.
+    pub provider: Option<ProviderPrefs>,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
+    /// Gateway-only members (`models`, `provider`) removed before the body goes upstream.
+    strip: [Option<Range<usize>>; 2],
+}
+
+/// OpenRouter's provider routing preferences (`provider` in a chat request).
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+pub struct ProviderPrefs {
+    #[serde(default)]
+    pub order: Vec<String>,
+    #[serde(default)]
+    pub only: Vec<String>,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub allow_fallbacks: Option<bool>,
+    #[serde(default)]
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub max_price: Option<MaxPrice>,
+    #[serde(default)]
+    pub require_parameters: Option<bool>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+pub struct MaxPrice {
+    #[serde(default)]
+    pub prompt: Option<f64>,
+    #[serde(default)]
+    pub completion: Option<f64>,
 }
 
 /// Why a request body was refused: a message for the client and the parameter at fault.
@@ -77,8 +115,12 @@ struct Raw<'a> {
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     tools: Option<Seq>,
-    #[serde(default)]
-    response_format: Option<Object>,
+    #[serde(borrow, default)]
+    response_format: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    models: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    provider: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -130,12 +172,40 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
             .unwrap_or(false),
         _ => false,
     };
-    let _ = (
-        raw.temperature,
-        raw.top_p,
-        raw.max_tokens,
-        raw.max_completion_tokens,
-    );
+    let _ = (raw.temperature, raw.top_p, raw.max_tokens, raw.max_completion_tokens);
+    let json_schema = match raw.response_format {
+        Some(rf) if rf.get() != "null" => {
+            #[derive(Deserialize)]
+            struct Rf<'a> {
+                #[serde(borrow, rename = "type")]
+                kind: Option<Cow<'a, str>>,
+            }
+            let rf: Rf<'_> = serde_json::from_str(rf.get())
+                .map_err(|_| wrong_type("response_format", "an object with a string type"))?;
+            rf.kind.as_deref() == Some("json_schema")
+        }
+        _ => false,
+    };
+    let models: Vec<String> = match raw.models {
+        Some(m) if m.get() != "null" => serde_json::from_str(m.get())
+            .map_err(|_| wrong_type("models", "an array of model names"))?,
+        _ => Vec::new(),
+    };
+    let provider: Option<ProviderPrefs> = match raw.provider {
+        Some(p) if p.get() != "null" => Some(serde_json::from_str(p.get()).map_err(|e| Invalid {
+            message: format!(
+                "Invalid value for 'provider': {}.",
+                e.to_string().split(" at line ").next().unwrap_or_default()
+            ),
+            param: Some("provider"),
+        })?),
+        _ => None,
+    };
+    let strip = [
+        raw.models.map(|m| member(body, span(body, m.get()))),
+        raw.provider.map(|p| member(body, span(body, p.get()))),
+    ];
+    let has_images = endpoint == Endpoint::Chat && has_key(body, b"\"image_url\"");
     Ok(Request {
         model_span: span(body, model_raw.get()),
         stream_options_span: raw
@@ -148,7 +218,12 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
         user: raw.user,
         n: raw.n.unwrap_or(1),
         has_tools: raw.tools.is_some_and(|Seq(n)| n > 0),
-        has_response_format: raw.response_format.is_some(),
+        has_response_format: raw.response_format.is_some_and(|r| r.get() != "null"),
+        json_schema,
+        has_images,
+        models,
+        provider,
+        strip,
     })
 }
 
@@ -157,42 +232,89 @@ impl Request<'_> {
     /// forced on when `want_usage` (the gateway needs the usage to account the request). Every
     /// other byte is kept as the client sent it.
     pub fn rewrite(&self, body: &[u8], model: &str, want_usage: bool) -> Vec<u8> {
-        let mut edits: [(Range<usize>, Cow<'_, [u8]>); 2] =
-            [(0..0, Cow::Borrowed(&[])), (0..0, Cow::Borrowed(&[]))];
-        let mut count = 0;
+        let mut edits: Vec<(Range<usize>, Cow<'_, [u8]>)> = Vec::with_capacity(4);
         if model != self.model {
-            edits[count] = (self.model_span.clone(), Cow::Owned(json_string(model)));
-            count += 1;
+            edits.push((self.model_span.clone(), Cow::Owned(json_string(model))));
         }
         if self.stream && want_usage && !self.include_usage {
-            edits[count] = match &self.stream_options_span {
-                Some(span) => (
-                    span.clone(),
-                    Cow::Owned(merge_include_usage(&body[span.clone()])),
-                ),
+            edits.push(match &self.stream_options_span {
+                Some(span) => (span.clone(), Cow::Owned(merge_include_usage(&body[span.clone()]))),
                 None => {
                     let at = body.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
-                    (
-                        at..at,
-                        Cow::Borrowed(&b"\"stream_options\":{\"include_usage\":true},"[..]),
-                    )
+                    (at..at, Cow::Borrowed(&b"\"stream_options\":{\"include_usage\":true},"[..]))
                 }
-            };
-            count += 1;
+            });
         }
-        let edits = &mut edits[..count];
-        edits.sort_by_key(|(r, _)| r.start);
+        for range in self.strip.iter().flatten() {
+            edits.push((range.clone(), Cow::Borrowed(&[][..])));
+        }
+        edits.sort_by_key(|(r, _)| (r.start, r.end));
         let extra: usize = edits.iter().map(|(_, v)| v.len()).sum();
         let mut out = Vec::with_capacity(body.len() + extra);
         let mut at = 0;
-        for (range, value) in edits.iter() {
-            out.extend_from_slice(&body[at..range.start]);
+        for (range, value) in &edits {
+            let start = range.start.max(at);
+            out.extend_from_slice(&body[at..start]);
             out.extend_from_slice(value);
-            at = range.end;
+            at = range.end.max(start);
         }
         out.extend_from_slice(&body[at..]);
         out
     }
+
+    /// Whether the body must be edited before it goes upstream to `model`.
+    pub fn needs_rewrite(&self, model: &str, want_usage: bool) -> bool {
+        model != self.model
+            || (self.stream && want_usage && !self.include_usage)
+            || self.strip.iter().any(Option::is_some)
+    }
+}
+
+/// Whether `key` (with its quotes) occurs as an object key: followed by optional white space
+/// and `:`. A string value equal to it is followed by `,`, `]` or `}` instead.
+fn has_key(body: &[u8], key: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, key).any(|i| {
+        body[i + key.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b':')
+    })
+}
+
+/// The span of a whole object member (key, colon, value and one separating comma) given its
+/// value's span, so it can be cut out leaving valid JSON.
+fn member(body: &[u8], value: Range<usize>) -> Range<usize> {
+    let before = &body[..value.start];
+    let mut i = before.len();
+    while i > 0 && (before[i - 1].is_ascii_whitespace() || before[i - 1] == b':') {
+        i -= 1;
+    }
+    if i == 0 {
+        return value;
+    }
+    // `i - 1` is the key's closing quote; find its opening quote.
+    let mut k = i - 1;
+    while k > 0 && before[k - 1] != b'"' {
+        k -= 1;
+    }
+    let key_start = k.saturating_sub(1);
+    let mut j = key_start;
+    while j > 0 && body[j - 1].is_ascii_whitespace() {
+        j -= 1;
+    }
+    if j > 0 && body[j - 1] == b',' {
+        // `…, "key": value` → cut from the comma.
+        return (j - 1)..value.end;
+    }
+    // First member: `{"key": value, …` → cut through the following comma.
+    let mut e = value.end;
+    while e < body.len() && body[e].is_ascii_whitespace() {
+        e += 1;
+    }
+    if e < body.len() && body[e] == b',' {
+        e += 1;
+    }
+    key_start..e
 }
 
 /// Token usage as OpenAI reports it (`prompt_tokens` includes cached tokens).
@@ -383,6 +505,8 @@ const FIELDS: &[&str] = &[
     "max_completion_tokens",
     "tools",
     "response_format",
+    "models",
+    "provider",
 ];
 
 /// Validates `messages`: an array of objects, each with a known string `role`; counts them.
@@ -473,26 +597,6 @@ impl<'de> Deserialize<'de> for Seq {
             }
         }
         d.deserialize_seq(V)
-    }
-}
-
-/// Any JSON object.
-struct Object;
-
-impl<'de> Deserialize<'de> for Object {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Object;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Object)
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 
@@ -598,6 +702,44 @@ mod tests {
             add_member(empty, span, "cost", b"0"),
             br#"{"usage":{"cost":0}}"#.to_vec()
         );
+    }
+
+    #[test]
+    fn strips_gateway_only_members() {
+        for body in [
+            &br#"{"models":["a","b"],"model":"m","messages":[{"role":"user","content":"hi"}],"provider":{"order":["x"],"sort":"price"}}"#[..],
+            &br#"{ "model":"m", "provider" : {"only":["x"]} , "messages":[{"role":"user","content":"image_url"}], "models": [] }"#[..],
+        ] {
+            let r = request(body, Endpoint::Chat).unwrap();
+            assert!(r.needs_rewrite("m", false));
+            let out = r.rewrite(body, "up", true);
+            let v: serde_json::Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+            assert!(v.get("models").is_none() && v.get("provider").is_none(), "{v}");
+            assert_eq!(v["model"], "up");
+            assert!(!r.has_images, "a text that says image_url is not an image");
+        }
+        let body = br#"{"models":["z"],"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let r = request(body, Endpoint::Chat).unwrap();
+        assert_eq!(r.models, vec!["z".to_string()]);
+        let out = r.rewrite(body, "m", true);
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(v.get("models").is_none());
+    }
+
+    #[test]
+    fn reads_capability_needs_and_preferences() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:x"}}]}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}},"tools":[{"type":"function","function":{"name":"f"}}],"provider":{"order":["a"],"allow_fallbacks":false,"max_price":{"prompt":1}}}"#;
+        let r = request(body, Endpoint::Chat).unwrap();
+        assert!(r.has_images && r.json_schema && r.has_tools);
+        let p = r.provider.unwrap();
+        assert_eq!(p.order, vec!["a".to_string()]);
+        assert_eq!(p.allow_fallbacks, Some(false));
+        assert_eq!(p.max_price.unwrap().prompt, Some(1.0));
+        let e = request(br#"{"model":"m","messages":[{"role":"user"}],"provider":{"order":"a"}}"#, Endpoint::Chat).unwrap_err();
+        assert_eq!(e.param, Some("provider"));
     }
 
     #[test]
