@@ -84,7 +84,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(handlers::openai::models))
         .route("/health/live", get(handlers::health::live))
         .route("/health/ready", get(handlers::health::ready))
+        .route("/metrics", get(handlers::health::metrics))
         .route("/admin/v1/reload", post(handlers::admin::reload))
+        .route("/admin/v1/models", get(handlers::admin::models))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Outermost last: a panic anywhere below becomes a 500 in OpenAI's error format.

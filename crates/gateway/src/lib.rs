@@ -8,6 +8,7 @@ pub mod cost;
 pub mod error;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod relay;
 pub mod routing;

@@ -224,6 +224,7 @@ async fn run(
         match next {
             Some(r) => {
                 tracing::debug!(from = %current.model, to = %r.model, "falling back");
+                crate::metrics::global().fallbacks.inc(&[&current.model]);
                 current = r;
             }
             None => {

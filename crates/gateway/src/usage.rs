@@ -32,6 +32,27 @@ pub struct Record {
     pub client_gone: bool,
 }
 
+/// A status code as a label without allocating.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        413 => "413",
+        429 => "429",
+        499 => "499",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        s if (200..300).contains(&s) => "2xx",
+        s if (400..500).contains(&s) => "4xx",
+        _ => "5xx",
+    }
+}
+
 impl Record {
     pub fn new(request_id: String, endpoint: &'static str, started: Instant) -> Self {
         Record {
@@ -64,6 +85,28 @@ impl Record {
 /// Hands a finished record on. Never blocks: the log writer is non-blocking and bounded.
 pub fn emit(r: Record) {
     let latency = r.started.elapsed();
+    let m = crate::metrics::global();
+    let status = status_label(r.status);
+    m.requests.inc(&[&r.model, &r.version, &r.provider, status]);
+    m.request_duration
+        .observe(&[&r.model, &r.version, &r.provider], latency);
+    if let Some(t) = r.first_token {
+        m.time_to_first_token.observe(&[&r.model, &r.provider], t);
+    }
+    m.overhead
+        .observe(&[], latency.saturating_sub(r.upstream_time()));
+    for (kind, n) in [
+        ("input", r.tokens.input),
+        ("output", r.tokens.output),
+        ("cache_read", r.tokens.cache_read),
+        ("cache_write", r.tokens.cache_write),
+        ("reasoning", r.tokens.reasoning),
+    ] {
+        m.tokens.add(&[&r.model, &r.provider, kind], n);
+    }
+    if let Some(c) = r.cost {
+        m.cost_usd.add_f64(&[&r.model, &r.provider], c);
+    }
     let failed_attempts = r
         .attempts
         .iter()

@@ -148,6 +148,8 @@ pub struct Plan {
     pub malformed: bool,
     pub reset: bool,
     pub hang: bool,
+    /// Answer OpenAI's 400 `context_length_exceeded`.
+    pub context_length: bool,
 }
 
 impl Plan {
@@ -187,6 +189,7 @@ impl Plan {
         self.malformed |= other.malformed;
         self.reset |= other.reset;
         self.hang |= other.hang;
+        self.context_length |= other.context_length;
     }
 
     /// The error status this request must answer with, rolling the dice for `fail_rate`.
@@ -203,7 +206,7 @@ impl Plan {
 ///
 /// Directives: `status=N`, `retry_after=S`, `delay_ms=N`, `chunk_delay_ms=N`, `drip_ms=N`
 /// (same as `chunk_delay_ms`), `cut_after=N`, `fail_rate=F`, and the flags `malformed`,
-/// `reset`, `hang`. An unknown directive is an error, so a typo cannot pass silently.
+/// `reset`, `hang`, `context_length`. An unknown directive is an error, so a typo cannot pass silently.
 pub fn parse_model(model: &str) -> Result<(String, Plan), String> {
     let mut parts = model.split('+');
     let base = parts.next().unwrap_or_default().to_string();
@@ -236,6 +239,7 @@ pub fn parse_model(model: &str) -> Result<(String, Plan), String> {
             "malformed" if value.is_none() => plan.malformed = true,
             "reset" if value.is_none() => plan.reset = true,
             "hang" if value.is_none() => plan.hang = true,
+            "context_length" if value.is_none() => plan.context_length = true,
             _ => return Err(format!("unknown mock directive '{directive}'")),
         }
     }

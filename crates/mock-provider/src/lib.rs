@@ -35,9 +35,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod azure;
+mod bedrock;
 mod conn;
 mod control;
 mod faults;
+mod gemini;
 mod openai;
 mod stats;
 mod tokens;
@@ -196,6 +198,14 @@ enum Route {
         deployment: String,
         endpoint: Endpoint,
     },
+    Gemini {
+        model: String,
+        endpoint: gemini::Endpoint,
+    },
+    Bedrock {
+        model: String,
+        endpoint: bedrock::Endpoint,
+    },
     Unknown,
 }
 
@@ -208,6 +218,10 @@ impl Route {
                 deployment,
                 endpoint,
             }
+        } else if let Some((model, endpoint)) = gemini::route(method, path) {
+            Route::Gemini { model, endpoint }
+        } else if let Some((model, endpoint)) = bedrock::route(method, path) {
+            Route::Bedrock { model, endpoint }
         } else {
             Route::Unknown
         }
@@ -218,6 +232,7 @@ impl Route {
         match self {
             Route::OpenAi(_) => body.and_then(|b| b.get("model")).and_then(Value::as_str),
             Route::Azure { deployment, .. } => Some(deployment),
+            Route::Gemini { model, .. } | Route::Bedrock { model, .. } => Some(model),
             Route::Unknown => None,
         }
     }
@@ -228,6 +243,8 @@ impl Route {
             Route::Azure { endpoint, .. } => {
                 azure::status_error(status, plan.retry_after, endpoint, query, model)
             }
+            Route::Gemini { .. } => gemini::status_error(status, plan.retry_after, model),
+            Route::Bedrock { .. } => bedrock::status_error(status, plan.retry_after),
             Route::OpenAi(_) | Route::Unknown => {
                 openai::status_error(status, plan.retry_after, model)
             }
@@ -287,6 +304,8 @@ async fn handle(
             deployment,
             endpoint,
         } => azure::serve(deployment, endpoint, &call),
+        Route::Gemini { model, endpoint } => gemini::serve(model, endpoint, &call),
+        Route::Bedrock { model, endpoint } => bedrock::serve(model, endpoint, &call),
         Route::Unknown if path.starts_with("/openai/") => openai::Outcome::plain(azure::error(
             http::StatusCode::NOT_FOUND,
             "Resource not found",
@@ -309,6 +328,7 @@ async fn handle(
     }
     let reply = match plan.error_status() {
         Some(status) => route.fault_reply(status, &plan, query.as_deref(), &outcome.model),
+        None if plan.context_length => openai::context_length_error(),
         None => outcome.reply,
     };
     let reply = reply.with_header("x-request-id", &format!("req_mock{seq:020}"));
@@ -317,5 +337,9 @@ async fn handle(
         cut_after: plan.cut_after,
         malformed: plan.malformed,
     };
-    Ok(wire::render(reply, &shape))
+    Ok(match route {
+        Route::Gemini { .. } => gemini::render(reply, &shape),
+        Route::Bedrock { .. } => bedrock::render(reply, &shape),
+        _ => wire::render(reply, &shape),
+    })
 }

@@ -275,6 +275,18 @@ pub fn reject_unknown(body: &Map<String, Value>, known: &[&str]) -> Result<(), R
     }
 }
 
+/// OpenAI's answer to a prompt longer than the model's context window.
+pub fn context_length_error() -> Reply {
+    error(
+        StatusCode::BAD_REQUEST,
+        "This model's maximum context length is 8192 tokens. However, your messages resulted in \
+         9000 tokens. Please reduce the length of the messages.",
+        "invalid_request_error",
+        Some("messages"),
+        Some("context_length_exceeded"),
+    )
+}
+
 /// The error answer for an injected fault status, as OpenAI words it.
 pub fn status_error(status: u16, retry_after: Option<u64>, model: &str) -> Reply {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

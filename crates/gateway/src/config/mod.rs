@@ -140,6 +140,19 @@ pub enum Strategy {
     Cost,
 }
 
+impl Strategy {
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Weighted => "weighted",
+            Strategy::RoundRobin => "round-robin",
+            Strategy::LeastBusy => "least-busy",
+            Strategy::Latency => "latency",
+            Strategy::Cost => "cost",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Target {
     pub provider: Arc<Provider>,

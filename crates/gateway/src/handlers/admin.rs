@@ -40,3 +40,53 @@ pub async fn reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         }
     }
 }
+
+/// `GET /admin/v1/models`: the effective models, versions and targets, with each target's
+/// health and load.
+pub async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let config = app.config();
+    if let Err(e) = auth::admin(&config, &headers) {
+        return e.into_response(Protocol::OpenAi);
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut names: Vec<&String> = config.models.keys().collect();
+    names.sort();
+    let data: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|name| {
+            let m = &config.models[name];
+            let versions: serde_json::Map<String, serde_json::Value> = m
+                .versions
+                .iter()
+                .map(|(vn, v)| {
+                    let targets: Vec<serde_json::Value> = v
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({
+                                "provider": t.provider.name,
+                                "model": t.model,
+                                "weight": t.weight,
+                                "healthy": t.stats.healthy(),
+                                "in_flight": t.stats.in_flight.load(Relaxed),
+                                "latency_ewma_ms": t.stats.ewma_us.load(Relaxed) as f64 / 1000.0,
+                            })
+                        })
+                        .collect();
+                    (
+                        vn.clone(),
+                        serde_json::json!({
+                            "routing": v.routing.name(),
+                            "retries": v.retries,
+                            "timeout_ms": v.timeout.as_millis() as u64,
+                            "fallbacks": v.fallbacks,
+                            "targets": targets,
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({ "name": name, "stable": m.stable, "versions": versions })
+        })
+        .collect();
+    pipeline::json(&serde_json::json!({ "object": "list", "data": data }))
+}

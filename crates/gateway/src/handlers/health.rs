@@ -21,3 +21,32 @@ pub async fn ready(State(app): State<Arc<App>>) -> Response {
         "providers": config.providers.len(),
     }))
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let config = app.config();
+    let mut healthy = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for m in config.models.values() {
+        for v in m.versions.values() {
+            for t in &v.targets {
+                if seen.insert((t.provider.name.as_str(), t.model.as_str())) {
+                    healthy.push(crate::metrics::Gauge {
+                        labels: vec![
+                            ("provider", t.provider.name.as_str()),
+                            ("target", t.model.as_str()),
+                        ],
+                        value: if t.stats.healthy() { 1.0 } else { 0.0 },
+                    });
+                }
+            }
+        }
+    }
+    let text = crate::metrics::global().render(&healthy);
+    let mut resp = Response::new(axum::body::Body::from(text));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

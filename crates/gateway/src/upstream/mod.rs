@@ -80,6 +80,22 @@ pub enum Failure {
     Malformed,
 }
 
+impl Outcome {
+    /// The bounded `outcome` label of `switchyard_upstream_attempts_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Connect => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Status(s) if s.as_u16() == 429 => "http_429",
+            Outcome::Status(s) if s.is_server_error() => "http_5xx",
+            Outcome::Status(_) => "http_4xx",
+            Outcome::Malformed => "malformed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 impl Failure {
     fn outcome(&self) -> Outcome {
         match self {
@@ -389,6 +405,9 @@ fn finish(
             failure.outcome()
         }
     };
+    crate::metrics::global()
+        .upstream_attempts
+        .inc(&[&target.provider.name, outcome.label()]);
     attempts.push(Attempt {
         provider: target.provider.name.clone(),
         model: target.model.clone(),
