@@ -670,6 +670,66 @@ impl Report {
         p
     }
 
+    /// CPU used by other processes during the measured windows (median and max over all runs).
+    pub fn background(&self) -> Option<Spread> {
+        let all: Vec<f64> = self
+            .scenarios
+            .iter()
+            .flat_map(|sc| sc.targets.iter())
+            .flat_map(|(_, c)| c.values("machine/other_cores"))
+            .collect();
+        spread(&all)
+    }
+
+    fn render_background(&self, out: &mut String) {
+        let Some(all) = self.background() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "## Background load
+"
+        );
+        let _ = writeln!(
+            out,
+            "CPU time (in cores) that processes other than the load generator, the mock and the \
+             target used during each measured window, from /proc/stat (interrupt and softirq \
+             time excluded). Anything well above 0 means someone else was using the machine and \
+             the figures above are noisy.\n"
+        );
+        let mut targets: Vec<&str> = Vec::new();
+        for sc in &self.scenarios {
+            for (t, _) in &sc.targets {
+                if !targets.contains(&t.as_str()) {
+                    targets.push(t);
+                }
+            }
+        }
+        let mut header = vec!["scenario"];
+        header.extend(targets.iter().copied());
+        let rows: Vec<Vec<String>> = self
+            .scenarios
+            .iter()
+            .filter(|sc| !sc.targets.is_empty())
+            .map(|sc| {
+                let mut row = vec![sc.id.clone()];
+                for t in &targets {
+                    row.push(fmt_spread(
+                        sc.cell(t).and_then(|c| c.spread("machine/other_cores")),
+                        |x| format!("{x:.2}"),
+                    ));
+                }
+                row
+            })
+            .collect();
+        table(out, &header, &rows);
+        let _ = writeln!(
+            out,
+            "Over all runs: median {:.2}, max {:.2} cores.\n",
+            all.median, all.max
+        );
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# Switchyard benchmark\n");
@@ -682,6 +742,16 @@ impl Report {
         }
         if !self.meta.is_empty() {
             out.push('\n');
+        }
+        if let Some(bg) = self.background() {
+            if bg.median > 0.1 || bg.max > 0.3 {
+                let _ = writeln!(
+                    out,
+                    "**Warning:** other processes used a median of {:.2} CPU cores (max {:.2}) \
+                     while this ran (see Background load); the figures are noisy.\n",
+                    bg.median, bg.max
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -720,6 +790,7 @@ impl Report {
                 _ => {}
             }
         }
+        self.render_background(&mut out);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(out, "## Problems\n");

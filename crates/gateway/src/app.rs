@@ -82,6 +82,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/completions", post(handlers::openai::completions))
         .route("/v1/embeddings", post(handlers::openai::embeddings))
         .route("/v1/models", get(handlers::openai::models))
+        .route("/v1/messages", post(handlers::anthropic::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(handlers::anthropic::count_tokens),
+        )
         .route("/health/live", get(handlers::health::live))
         .route("/health/ready", get(handlers::health::ready))
         .route("/metrics", get(handlers::health::metrics))

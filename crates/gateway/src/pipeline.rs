@@ -16,6 +16,7 @@
 //! Business policy lives here as plain async code; tower layers in `app` do only
 //! protocol-generic work.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -23,15 +24,17 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
+use providers::canonical::{ChatRequest, Part, ResponseFormat};
 use providers::openai::peek::{self, Endpoint};
 
 use crate::app::App;
 use crate::auth;
-use crate::config::Config;
+use crate::config::{Config, Price};
 use crate::cost::{self, Tokens};
 use crate::error::{Error, Kind, Protocol};
-use crate::relay::Relay;
+use crate::relay::{self, Relay};
 use crate::routing;
+use crate::upstream::translate::{self, Wire};
 use crate::upstream::{self, Call};
 use crate::usage;
 
@@ -66,21 +69,35 @@ impl Ctx {
 /// Serves one OpenAI-protocol request (`/v1/chat/completions`, `/v1/completions`,
 /// `/v1/embeddings`).
 pub async fn openai(app: &App, req: http::Request<Body>, endpoint: Endpoint) -> Response {
+    serve(app, req, Protocol::OpenAi, endpoint).await
+}
+
+/// Serves one Anthropic Messages request (`/v1/messages`), whatever the provider.
+pub async fn anthropic(app: &App, req: http::Request<Body>) -> Response {
+    serve(app, req, Protocol::Anthropic, Endpoint::Chat).await
+}
+
+async fn serve(
+    app: &App,
+    req: http::Request<Body>,
+    protocol: Protocol,
+    endpoint: Endpoint,
+) -> Response {
     let started = Instant::now();
     let config = app.config();
     let request_id = request_id(req.headers());
+    let name = match protocol {
+        Protocol::Anthropic => "messages",
+        _ => endpoint_name(endpoint),
+    };
     let mut cx = Ctx {
         headers: HeaderMap::with_capacity(8),
-        record: Some(usage::Record::new(
-            request_id.clone(),
-            endpoint_name(endpoint),
-            started,
-        )),
+        record: Some(usage::Record::new(request_id.clone(), name, started)),
     };
     if let Ok(v) = HeaderValue::try_from(request_id) {
         cx.headers.insert(X_REQUEST_ID.clone(), v);
     }
-    let mut resp = match run(app, &config, req, endpoint, &mut cx).await {
+    let mut resp = match run(app, &config, req, protocol, endpoint, &mut cx).await {
         Ok(resp) => resp,
         Err(e) => {
             if let Some(mut r) = cx.record.take() {
@@ -88,17 +105,61 @@ pub async fn openai(app: &App, req: http::Request<Body>, endpoint: Endpoint) -> 
                 r.error = Some(e.message.to_string());
                 usage::emit(r);
             }
-            e.into_response(Protocol::OpenAi)
+            e.into_response(protocol)
         }
     };
     resp.headers_mut().extend(cx.headers);
     resp
 }
 
+/// What routing and answering need to know of a request, whatever its protocol.
+struct Facts {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    needs: routing::Needs,
+    prefs: Option<peek::ProviderPrefs>,
+    /// OpenRouter's `models` fallback list.
+    models: Vec<String>,
+}
+
+/// Step 3 for the Anthropic protocol: the whole request, parsed into canonical types.
+fn parse_anthropic(
+    body: &[u8],
+    canonical: &OnceLock<Result<ChatRequest, String>>,
+) -> Result<Facts, Error> {
+    let req = providers::anthropic::request::parse(body).map_err(|e| {
+        let mut err = Error::new(Kind::InvalidRequest, e.message().to_string());
+        err.param = e.param().map(|p| p.to_string().into());
+        err
+    })?;
+    let needs = routing::Needs {
+        tools: !req.tools.is_empty(),
+        json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
+        vision: req
+            .messages
+            .iter()
+            .any(|m| m.content.iter().any(|p| matches!(p, Part::Image { .. }))),
+        tokens: (body.len() / 4) as u64,
+        declared: false,
+    };
+    let facts = Facts {
+        model: req.model.clone(),
+        stream: req.stream,
+        include_usage: true,
+        needs,
+        prefs: None,
+        models: Vec::new(),
+    };
+    let _ = canonical.set(Ok(req));
+    Ok(facts)
+}
+
 async fn run(
     app: &App,
     config: &Config,
     req: http::Request<Body>,
+    protocol: Protocol,
     endpoint: Endpoint,
     cx: &mut Ctx,
 ) -> Result<Response, Error> {
@@ -114,15 +175,31 @@ async fn run(
     // 2. Read the body, within the size limit and the request deadline.
     let body = read_body(&parts.headers, body, config.server.max_body_bytes, deadline).await?;
 
-    // 3. Parse only what routing needs.
-    let peek = peek::request(&body, endpoint).map_err(|e| Error::invalid(e.message, e.param))?;
+    // 3. Parse: for OpenAI only what routing needs; other protocols into canonical types.
+    let canonical = OnceLock::new();
+    let (peek, facts) = match protocol {
+        Protocol::Anthropic => (None, parse_anthropic(&body, &canonical)?),
+        _ => {
+            let p =
+                peek::request(&body, endpoint).map_err(|e| Error::invalid(e.message, e.param))?;
+            let facts = Facts {
+                model: p.model.to_string(),
+                stream: p.stream,
+                include_usage: p.include_usage,
+                needs: routing::Needs::of(&p, body.len()),
+                prefs: p.provider.clone(),
+                models: p.models.clone(),
+            };
+            (Some(p), facts)
+        }
+    };
     if let Some(r) = cx.record() {
-        r.streamed = peek.stream;
+        r.streamed = facts.stream;
     }
 
     // 4. Resolve model and version.
     let pinned = parts.headers.get(&X_VERSION).and_then(|v| v.to_str().ok());
-    let route = routing::resolve(config, &peek.model, pinned)?;
+    let route = routing::resolve(config, &facts.model, pinned)?;
     cx.headers
         .insert(X_MODEL.clone(), route.model_header.clone());
     cx.headers
@@ -139,24 +216,27 @@ async fn run(
 
     // 7–8. Plan the targets and send, with retries, failover and fallbacks.
     let overrides = Overrides::from(&parts.headers)?;
-    let needs = routing::Needs::of(&peek, body.len());
+    let needs = facts.needs;
     let call = Call {
         endpoint,
         body: &body,
-        peek: &peek,
+        peek: peek.as_ref(),
+        canonical: &canonical,
+        stream: facts.stream,
         deadline,
     };
     app.retry_budget.deposit();
-    let allow_fallbacks = peek
-        .provider
+    let allow_fallbacks = facts
+        .prefs
         .as_ref()
         .and_then(|p| p.allow_fallbacks)
         .unwrap_or(true);
     // The client's `models` replace the configured fallbacks (OpenRouter's semantics).
-    let fallbacks: Vec<String> = if peek.models.is_empty() {
+    let fallbacks: Vec<String> = if facts.models.is_empty() {
         route.version.fallbacks.clone()
     } else {
-        peek.models
+        facts
+            .models
             .iter()
             .filter(|m| **m != route.model)
             .cloned()
@@ -168,7 +248,7 @@ async fn run(
     let mut last_error: Option<Error> = None;
     let mut context_overflow = false;
     let (route, success) = loop {
-        let served = match routing::plan(&current, &needs, peek.provider.as_ref()) {
+        let served = match routing::plan(&current, &needs, facts.prefs.as_ref()) {
             Err(routing::Unservable::ContextTooLong(e)) => {
                 context_overflow = true;
                 Err(e)
@@ -244,7 +324,7 @@ async fn run(
             }
         }
     };
-    if route.model != current_requested(&peek.model) {
+    if route.model != current_requested(&facts.model) {
         cx.headers
             .insert(X_FALLBACK.clone(), route.model_header.clone());
     }
@@ -275,50 +355,54 @@ async fn run(
     record.attempts = success.attempts;
     record.status = 200;
 
-    // 9. Answer.
+    // 9. Answer: byte for byte when the provider speaks the client's protocol, else translated.
+    let wire = Wire::of(&target.provider.kind);
+    let passthrough = protocol == Protocol::OpenAi && wire == Wire::OpenAi;
     let (up_parts, mut up_body) = success.response.into_parts();
-    if peek.stream {
-        let relay = Relay::new(
-            up_body,
-            success.first,
-            peek.include_usage,
-            price,
-            route.version.timeout,
-            record,
-        );
-        let mut resp = Response::new(Body::new(relay));
-        *resp.status_mut() = up_parts.status;
+    if facts.stream {
+        let body = if passthrough {
+            Body::new(Relay::new(
+                up_body,
+                success.first,
+                facts.include_usage,
+                price,
+                route.version.timeout,
+                record,
+            ))
+        } else {
+            Body::new(relay::translate::Translate::new(
+                up_body,
+                success.first,
+                translate::Decoder::new(wire),
+                relay::translate::Encoder::new(protocol, facts.include_usage),
+                price,
+                route.version.timeout,
+                record,
+            ))
+        };
+        let mut resp = Response::new(body);
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, EVENT_STREAM.clone());
         h.insert(header::CACHE_CONTROL, NO_CACHE.clone());
         return Ok(resp);
     }
     let bytes = up_body.take_full().unwrap_or_default();
-    let (bytes, usd) = match peek::usage(&bytes) {
-        Ok(Some((u, span))) => {
-            let tokens = Tokens::from_openai(&u);
-            let usd = price.map_or(0.0, |p| cost::usd(&p, &tokens));
-            record.tokens = tokens;
-            record.cost = Some(usd);
-            let value = cost::format(usd);
-            (
-                Bytes::from(peek::add_member(&bytes, span, "cost", value.as_bytes())),
-                Some(value),
-            )
-        }
-        Ok(None) => (bytes, None),
-        Err(_) => {
-            record.status = 502;
-            record.error = Some("malformed upstream body".into());
-            usage::emit(record);
-            return Err(Error::new(
-                Kind::UpstreamBad,
-                format!(
-                    "Provider '{}' answered with a malformed response.",
-                    target.provider.name
-                ),
-            ));
-        }
+    let answer = if passthrough {
+        priced_openai(bytes, price, &mut record)
+    } else {
+        translated(wire, protocol, &bytes, price, &mut record)
+    };
+    let Some((bytes, usd)) = answer else {
+        record.status = 502;
+        record.error = Some("malformed upstream body".into());
+        usage::emit(record);
+        return Err(Error::new(
+            Kind::UpstreamBad,
+            format!(
+                "Provider '{}' answered with a malformed response.",
+                target.provider.name
+            ),
+        ));
     };
     record.completed = true;
     record.first_token = Some(record.started.elapsed());
@@ -331,6 +415,60 @@ async fn run(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, JSON.clone());
     Ok(resp)
+}
+
+/// An OpenAI answer forwarded as is, but for `usage.cost` added. `None` if it is not JSON.
+fn priced_openai(
+    bytes: Bytes,
+    price: Option<Price>,
+    record: &mut usage::Record,
+) -> Option<(Bytes, Option<String>)> {
+    match peek::usage(&bytes) {
+        Ok(Some((u, span))) => {
+            let tokens = Tokens::from_openai(&u);
+            let usd = price.map_or(0.0, |p| cost::usd(&p, &tokens));
+            record.tokens = tokens;
+            record.cost = Some(usd);
+            let value = cost::format(usd);
+            Some((
+                Bytes::from(peek::add_member(&bytes, span, "cost", value.as_bytes())),
+                Some(value),
+            ))
+        }
+        Ok(None) => Some((bytes, None)),
+        Err(_) => None,
+    }
+}
+
+/// A provider's answer read into canonical types, priced, and written in the client's protocol.
+fn translated(
+    wire: Wire,
+    protocol: Protocol,
+    bytes: &[u8],
+    price: Option<Price>,
+    record: &mut usage::Record,
+) -> Option<(Bytes, Option<String>)> {
+    let mut resp = translate::response(wire, bytes).ok()?;
+    let mut usd = None;
+    if let Some(u) = resp.usage.as_mut() {
+        let tokens = Tokens {
+            input: u.input_tokens,
+            output: u.output_tokens,
+            cache_read: u.cache_read_tokens,
+            cache_write: u.cache_write_tokens,
+            reasoning: u.reasoning_tokens,
+        };
+        let v = price.map_or(0.0, |p| cost::usd(&p, &tokens));
+        u.cost = Some(v);
+        record.tokens = tokens;
+        record.cost = Some(v);
+        usd = Some(cost::format(v));
+    }
+    let out = match protocol {
+        Protocol::Anthropic => providers::anthropic::response::render(&resp),
+        _ => providers::openai::response::render(&resp),
+    };
+    Some((Bytes::from(out), usd))
 }
 
 /// Per-request controls: `x-switchyard-timeout` (per attempt) and `x-switchyard-retries`.

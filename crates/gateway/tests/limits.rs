@@ -3,6 +3,8 @@
 //! (`SWITCHYARD_TEST_REDIS_PREFIX` + a random suffix), deleted at the end. Failure tests start
 //! their own `redis-server` on a free port and stop only that one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -208,7 +210,8 @@ async fn rpm_12_admits_exactly_12_of_50_concurrent(backend: Backend) {
             ..limits()
         },
     )];
-    let (ok, denied) = admit_concurrently(&[t.limiter.clone()], &scopes, 50, 10, 0.0).await;
+    let (ok, denied) =
+        admit_concurrently(std::slice::from_ref(&t.limiter), &scopes, 50, 10, 0.0).await;
     assert_eq!(ok.len(), 12);
     assert_eq!(denied.len(), 38);
     for d in &denied {
@@ -254,7 +257,8 @@ async fn tpm_counts_estimated_tokens(backend: Backend) {
             ..limits()
         },
     )];
-    let (ok, denied) = admit_concurrently(&[t.limiter.clone()], &scopes, 50, 300, 0.0).await;
+    let (ok, denied) =
+        admit_concurrently(std::slice::from_ref(&t.limiter), &scopes, 50, 300, 0.0).await;
     assert_eq!(ok.len(), 3);
     assert!(denied
         .iter()
@@ -294,7 +298,8 @@ async fn max_concurrency_3_holds_for_10_holders(backend: Backend) {
             ..limits()
         },
     )];
-    let (mut ok, denied) = admit_concurrently(&[t.limiter.clone()], &scopes, 10, 5, 0.0).await;
+    let (mut ok, denied) =
+        admit_concurrently(std::slice::from_ref(&t.limiter), &scopes, 10, 5, 0.0).await;
     assert_eq!(ok.len(), 3);
     assert_eq!(denied.len(), 7);
     assert!(denied
@@ -324,7 +329,7 @@ async fn max_concurrency_3_holds_for_10_holders(backend: Backend) {
     );
     ok.push(again);
     settle_all(ok, 5, 0.0).await;
-    let (ok, _) = admit_concurrently(&[t.limiter.clone()], &scopes, 10, 5, 0.0).await;
+    let (ok, _) = admit_concurrently(std::slice::from_ref(&t.limiter), &scopes, 10, 5, 0.0).await;
     assert_eq!(ok.len(), 3);
     settle_all(ok, 5, 0.0).await;
     t.cleanup().await;
@@ -416,7 +421,8 @@ async fn budget_in_flight_bound_with_one_burst(backend: Backend) {
             ..limits()
         },
     )];
-    let (ok, denied) = admit_concurrently(&[t.limiter.clone()], &scopes, 32, 100, 0.10).await;
+    let (ok, denied) =
+        admit_concurrently(std::slice::from_ref(&t.limiter), &scopes, 32, 100, 0.10).await;
     assert_eq!(ok.len(), 10, "reserved cost never exceeds the budget");
     // Refused only by what is in flight: trying again soon may succeed.
     assert!(denied
@@ -1214,54 +1220,64 @@ async fn redis_stopping_mid_test_gives_the_configured_behaviour() {
     assert_eq!(ok, 1);
 }
 
-/// Throughput on this machine, printed (run with --nocapture); also a sanity check that a burst
-/// of admissions under generous limits all pass.
+/// Throughput on this machine, printed (run with --nocapture); also a sanity check that bursts
+/// of admissions under generous limits all pass. Two shapes: a key and its team with all four
+/// limits (the most work per admission), and a key with only `rpm` (no settlement round trip).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput() {
+    let all = Limits {
+        rpm: Some(1_000_000),
+        tpm: Some(1_000_000_000),
+        max_concurrency: Some(1000),
+        budget: Some(Budget {
+            usd: 1e6,
+            period: Period::Day,
+        }),
+    };
+    let rpm_only = Limits {
+        rpm: Some(1_000_000),
+        ..limits()
+    };
     for backend in [Backend::Memory, Backend::Redis] {
-        let t = under(backend).await;
-        let lim = Limits {
-            rpm: Some(1_000_000),
-            tpm: Some(1_000_000_000),
-            max_concurrency: Some(1000),
-            budget: Some(Budget {
-                usd: 1e6,
-                period: Period::Day,
-            }),
-        };
-        let n_tasks = 16;
-        let per_task = match backend {
-            Backend::Memory => 20_000,
-            Backend::Redis => 500,
-        };
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for task in 0..n_tasks {
-            let limiter = t.limiter.clone();
-            tasks.push(tokio::spawn(async move {
-                let scopes = [
-                    (key(&format!("k{}", task % 4)), lim),
-                    (Scope::team("t1"), lim),
-                ];
-                for _ in 0..per_task {
-                    let now = limiter.now_ms();
-                    let r = limiter
-                        .admit(&request(&scopes, 100, 0.001, now))
-                        .await
-                        .unwrap();
-                    r.settle(90, 0.0009).await.unwrap();
-                }
-            }));
+        for (shape, lim, team) in [
+            ("key+team, all limits", all, true),
+            ("key, rpm only", rpm_only, false),
+        ] {
+            let t = under(backend).await;
+            let n_tasks = 16;
+            let per_task = match backend {
+                Backend::Memory => 10_000,
+                Backend::Redis => 400,
+            };
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for task in 0..n_tasks {
+                let limiter = t.limiter.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut scopes = vec![(key(&format!("k{}", task % 4)), lim)];
+                    if team {
+                        scopes.push((Scope::team("t1"), lim));
+                    }
+                    for _ in 0..per_task {
+                        let now = limiter.now_ms();
+                        let r = limiter
+                            .admit(&request(&scopes, 100, 0.001, now))
+                            .await
+                            .unwrap();
+                        r.settle(90, 0.0009).await.unwrap();
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let n = n_tasks * per_task;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{backend:?} ({shape}): {n} admit+settle in {secs:.3}s = {:.0}/s",
+                n as f64 / secs
+            );
+            t.cleanup().await;
         }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let n = n_tasks * per_task;
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "{backend:?}: {n} admit+settle pairs (2 scopes, all four limits) in {secs:.3}s = {:.0}/s",
-            n as f64 / secs
-        );
-        t.cleanup().await;
     }
 }

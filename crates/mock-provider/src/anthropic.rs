@@ -142,21 +142,25 @@ pub fn serve(endpoint: &Endpoint, call: &Call<'_>) -> Outcome {
         }
     }
     if header(call.headers, "anthropic-version").is_none() {
-        return plain(invalid("anthropic-version: header is required", &request_id));
+        return plain(invalid(
+            "anthropic-version: header is required",
+            &request_id,
+        ));
     }
     let body = match call.body.and_then(Value::as_object) {
         Some(body) => body,
-        None => {
-            return plain(invalid(
-                "There was an error parsing the body of your request. Please ensure it is valid JSON.",
-                &request_id,
-            ))
-        }
+        None => return plain(invalid(
+            "There was an error parsing the body of your request. Please ensure it is valid JSON.",
+            &request_id,
+        )),
     };
     if let Err(message) = validate(endpoint, body) {
         return plain(invalid(&message, &request_id));
     }
-    let raw_model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    let raw_model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (model, mut plan) = match faults::parse_model(raw_model) {
         Ok(parsed) => parsed,
         Err(message) => return plain(invalid(&format!("model: {message}"), &request_id)),
@@ -240,11 +244,17 @@ fn validate(endpoint: &Endpoint, body: &Map<String, Value>) -> Result<(), String
     for (i, m) in messages.iter().enumerate() {
         match m.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
-            _ => return Err(format!("messages.{i}.role: Input should be 'user' or 'assistant'")),
+            _ => {
+                return Err(format!(
+                    "messages.{i}.role: Input should be 'user' or 'assistant'"
+                ))
+            }
         }
         match m.get("content") {
             Some(Value::String(_)) => {}
-            Some(Value::Array(blocks)) => validate_blocks(blocks, &format!("messages.{i}.content"))?,
+            Some(Value::Array(blocks)) => {
+                validate_blocks(blocks, &format!("messages.{i}.content"))?
+            }
             _ => return Err(format!("messages.{i}.content: Field required")),
         }
     }
@@ -691,13 +701,14 @@ fn events(answer: &Answer, prompt: &Prompt, model: &str, seq: u64) -> Vec<Value>
 fn fragments(s: &str, parts: usize) -> Vec<&str> {
     let starts: Vec<usize> = s.char_indices().map(|(i, _)| i).collect();
     let per = starts.len().div_ceil(parts).max(1);
-    starts
-        .chunks(per)
-        .map(|chunk| {
-            let end = starts.get(chunk.len() + starts.iter().position(|&i| i == chunk[0]).unwrap_or(0));
-            &s[chunk[0]..end.copied().unwrap_or(s.len())]
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < starts.len() {
+        let end = starts.get(k + per).copied().unwrap_or(s.len());
+        out.push(&s[starts[k]..end]);
+        k += per;
+    }
+    out
 }
 
 /// Renders an Anthropic reply with its wire faults: JSON as every protocol does, streams as
@@ -835,17 +846,24 @@ mod tests {
 
     #[test]
     fn stop_sequences_and_max_tokens() {
-        let b = body(json!({"max_tokens": 100, "stop_sequences": ["c"],
+        let b = body(json!({"max_tokens": 100, "stop_sequences": ["d"],
             "messages": [{"role": "user", "content": "a b c d"}]}));
         assert_eq!(
             Answer::of(&b, 1),
             Answer::Text {
-                text: "echo: a b ".into(),
+                text: "echo: a b c ".into(),
                 stop_reason: "stop_sequence",
-                stop_sequence: Some("c".into())
+                stop_sequence: Some("d".into())
             }
         );
-        let b = body(json!({"max_tokens": 2, "messages": [{"role": "user", "content": "a b c d"}]}));
-        assert!(matches!(Answer::of(&b, 1), Answer::Text { stop_reason: "max_tokens", .. }));
+        let b =
+            body(json!({"max_tokens": 2, "messages": [{"role": "user", "content": "a b c d"}]}));
+        assert!(matches!(
+            Answer::of(&b, 1),
+            Answer::Text {
+                stop_reason: "max_tokens",
+                ..
+            }
+        ));
     }
 }

@@ -78,7 +78,11 @@ pub fn serve(raw_model: &str, endpoint: &Endpoint, call: &Call<'_>) -> Outcome {
     let (model, plan) = match faults::parse_model(raw_model) {
         Ok(parsed) => parsed,
         Err(message) => {
-            return Outcome::plain(error(StatusCode::BAD_REQUEST, "ValidationException", &message))
+            return Outcome::plain(error(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                &message,
+            ))
         }
     };
     let reply = match call.body.and_then(Value::as_object) {
@@ -160,7 +164,10 @@ pub fn status_error(status: u16, retry_after: Option<u64>) -> Reply {
             "InternalServerException",
             "The server encountered an internal error while processing the request.",
         ),
-        _ => ("ValidationException", "Mock-provider injected this client error."),
+        _ => (
+            "ValidationException",
+            "Mock-provider injected this client error.",
+        ),
     };
     let reply = error(code, kind, message);
     match retry_after {
@@ -171,8 +178,15 @@ pub fn status_error(status: u16, retry_after: Option<u64>) -> Reply {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Answer {
-    Text { text: String, stop: &'static str },
-    Call { id: String, name: String, input: Value },
+    Text {
+        text: String,
+        stop: &'static str,
+    },
+    Call {
+        id: String,
+        name: String,
+        input: Value,
+    },
 }
 
 fn respond(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<Reply, Reply> {
@@ -201,7 +215,8 @@ fn respond(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<Reply, Repl
         Answer::Text { text, .. } => tokens::count(text),
         Answer::Call { input, .. } => tokens::count(&input.to_string()),
     };
-    let usage = json!({"inputTokens": prompt, "outputTokens": output, "totalTokens": prompt + output});
+    let usage =
+        json!({"inputTokens": prompt, "outputTokens": output, "totalTokens": prompt + output});
     let stop = match &answer {
         Answer::Text { stop, .. } => *stop,
         Answer::Call { .. } => "tool_use",
@@ -239,7 +254,10 @@ fn respond(body: &Map<String, Value>, endpoint: &Endpoint) -> Result<Reply, Repl
                 json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": id, "name": name}}}),
             ));
             let text = input.to_string();
-            let mid = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
+            let mid = text
+                .char_indices()
+                .nth(text.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
             for fragment in [&text[..mid], &text[mid..]] {
                 events.push(event(
                     "contentBlockDelta",
@@ -308,7 +326,10 @@ fn answer(body: &Map<String, Value>, messages: &[Value], tools: &[&Value]) -> An
             .and_then(|c| c.get("tool"))
             .and_then(|t| t.get("name"))
             .and_then(Value::as_str);
-        let first = tools.first().and_then(|t| t.get("name")).and_then(Value::as_str);
+        let first = tools
+            .first()
+            .and_then(|t| t.get("name"))
+            .and_then(Value::as_str);
         if let Some(name) = chosen.or(first) {
             let input = json!({ "input": user_text });
             let seed = tokens::hash64(format!("{name}/{input}").as_bytes());
@@ -357,8 +378,18 @@ fn prompt_tokens(body: &Map<String, Value>) -> u64 {
         .into_iter()
         .flatten()
         .collect();
-    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
-        blocks.extend(m.get("content").and_then(Value::as_array).into_iter().flatten());
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        blocks.extend(
+            m.get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
     }
     blocks
         .iter()
@@ -391,7 +422,10 @@ pub fn render(reply: Reply, shape: &Shape) -> Response<Body> {
                     Bytes::from(frame(kind, payload.as_bytes()))
                 })
                 .collect();
-            let malformed = Bytes::from(frame("contentBlockDelta", b"{\"contentBlockIndex\":0,\"delta\":{\"te"));
+            let malformed = Bytes::from(frame(
+                "contentBlockDelta",
+                b"{\"contentBlockIndex\":0,\"delta\":{\"te",
+            ));
             framed_stream(
                 "application/vnd.amazon.eventstream",
                 headers,
@@ -437,7 +471,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -450,8 +488,14 @@ mod tests {
     #[test]
     fn routes_decode_the_model_id() {
         assert_eq!(
-            route(&Method::POST, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
-            Some(("anthropic.claude-3-haiku-20240307-v1:0".into(), Endpoint::Converse))
+            route(
+                &Method::POST,
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+            ),
+            Some((
+                "anthropic.claude-3-haiku-20240307-v1:0".into(),
+                Endpoint::Converse
+            ))
         );
         assert_eq!(
             route(&Method::POST, "/model/m/converse-stream"),
@@ -464,6 +508,9 @@ mod tests {
     fn frames_match_the_published_vector_shape() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         let f = frame("x", b"{}");
-        assert_eq!(u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize, f.len());
+        assert_eq!(
+            u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize,
+            f.len()
+        );
     }
 }

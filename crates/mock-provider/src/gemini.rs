@@ -226,9 +226,7 @@ fn respond(
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]
     });
     let response_id = format!("mock{:020}", seq);
-    let chunk = |candidates: Value, usage: Value| {
-        json!({"candidates": candidates, "usageMetadata": usage, "modelVersion": model, "responseId": response_id})
-    };
+    let chunk = |candidates: Value, usage: Value| json!({"candidates": candidates, "usageMetadata": usage, "modelVersion": model, "responseId": response_id});
     let candidate = |i: u64, parts: Value, finish: Option<&str>| {
         let mut c = json!({"content": {"parts": parts, "role": "model"}, "index": i});
         if let Some(f) = finish {
@@ -245,7 +243,9 @@ fn respond(
             Answer::Text { text, .. } => json!([{"text": text}]),
             Answer::Call { name, args } => json!([{"functionCall": {"name": name, "args": args}}]),
         };
-        let candidates: Vec<Value> = (0..n).map(|i| candidate(i, parts.clone(), Some(finish))).collect();
+        let candidates: Vec<Value> = (0..n)
+            .map(|i| candidate(i, parts.clone(), Some(finish)))
+            .collect();
         return Ok(Reply::json(StatusCode::OK, chunk(json!(candidates), usage)));
     }
     // A stream: text word by word, a function call whole; the last chunk carries the finish
@@ -256,9 +256,15 @@ fn respond(
             .into_iter()
             .map(|p| json!([{"text": p}]))
             .collect(),
-        Answer::Call { name, args } => vec![json!([{"functionCall": {"name": name, "args": args}}])],
+        Answer::Call { name, args } => {
+            vec![json!([{"functionCall": {"name": name, "args": args}}])]
+        }
     };
-    let steps = if steps.is_empty() { vec![json!([{"text": ""}])] } else { steps };
+    let steps = if steps.is_empty() {
+        vec![json!([{"text": ""}])]
+    } else {
+        steps
+    };
     let last = steps.len() - 1;
     let chunks: Vec<Value> = steps
         .iter()
@@ -268,7 +274,10 @@ fn respond(
             let candidates: Vec<Value> = (0..n)
                 .map(|i| candidate(i, parts.clone(), done.then_some(finish)))
                 .collect();
-            chunk(json!(candidates), if done { usage.clone() } else { interim.clone() })
+            chunk(
+                json!(candidates),
+                if done { usage.clone() } else { interim.clone() },
+            )
         })
         .collect();
     Ok(if sse {
@@ -319,7 +328,11 @@ fn answer(
     let user_text = contents
         .iter()
         .rev()
-        .filter(|c| c.get("role").and_then(Value::as_str).is_none_or(|r| r == "user"))
+        .filter(|c| {
+            c.get("role")
+                .and_then(Value::as_str)
+                .is_none_or(|r| r == "user")
+        })
         .map(|c| texts(c.get("parts").unwrap_or(&Value::Null)))
         .find(|t| !t.is_empty())
         .map(|t| t.join(" "))
@@ -356,7 +369,8 @@ fn answer(
     } else {
         format!("tool said: {}", responses.join(" "))
     };
-    let text = if config.get("responseMimeType").and_then(Value::as_str) == Some("application/json") {
+    let text = if config.get("responseMimeType").and_then(Value::as_str) == Some("application/json")
+    {
         json!({ "reply": text }).to_string()
     } else {
         text
@@ -390,8 +404,19 @@ fn prompt_tokens(body: &Map<String, Value>) -> u64 {
     {
         parts.extend(p);
     }
-    for content in body.get("contents").and_then(Value::as_array).into_iter().flatten() {
-        parts.extend(content.get("parts").and_then(Value::as_array).into_iter().flatten());
+    for content in body
+        .get("contents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        parts.extend(
+            content
+                .get("parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
     }
     parts
         .iter()
@@ -456,17 +481,20 @@ pub fn framed_stream(
         steps.push(Step::Cut);
     }
     let gap = shape.chunk_delay;
-    let body = stream::unfold((steps.into_iter(), true), move |(mut rest, first)| async move {
-        let step = rest.next()?;
-        if !first {
-            pause(gap).await;
-        }
-        let item = match step {
-            Step::Data(bytes) => Ok(Frame::data(bytes)),
-            Step::Cut => Err(BoxError::from("mock-provider: connection cut on purpose")),
-        };
-        Some((item, (rest, false)))
-    });
+    let body = stream::unfold(
+        (steps.into_iter(), true),
+        move |(mut rest, first)| async move {
+            let step = rest.next()?;
+            if !first {
+                pause(gap).await;
+            }
+            let item = match step {
+                Step::Data(bytes) => Ok(Frame::data(bytes)),
+                Step::Cut => Err(BoxError::from("mock-provider: connection cut on purpose")),
+            };
+            Some((item, (rest, false)))
+        },
+    );
     let mut response = Response::new(StreamBody::new(body).boxed_unsync());
     *response.headers_mut() = headers.into_iter().collect();
     response
@@ -491,14 +519,23 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(
-            route(&Method::POST, "/v1beta/models/gemini-2.0-flash:generateContent"),
+            route(
+                &Method::POST,
+                "/v1beta/models/gemini-2.0-flash:generateContent"
+            ),
             Some(("gemini-2.0-flash".into(), Endpoint::Generate))
         );
         assert_eq!(
-            route(&Method::POST, "/v1beta/models/m+status=503:streamGenerateContent"),
+            route(
+                &Method::POST,
+                "/v1beta/models/m+status=503:streamGenerateContent"
+            ),
             Some(("m+status=503".into(), Endpoint::Stream))
         );
-        assert_eq!(route(&Method::GET, "/v1beta/models/m:generateContent"), None);
+        assert_eq!(
+            route(&Method::GET, "/v1beta/models/m:generateContent"),
+            None
+        );
         assert_eq!(route(&Method::POST, "/v1beta/models/m:embedContent"), None);
     }
 }

@@ -15,6 +15,13 @@
 //!   `GET /v1/models`, `GET /v1/models/{id}`; `Authorization: Bearer KEY` when a key is set.
 //! * Azure: `POST /openai/deployments/{deployment}/{chat/completions|completions|embeddings}
 //!   ?api-version=...`; `api-key: KEY` when a key is set.
+//! * Gemini (`gemini.rs`): `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent[?alt=sse]`; `x-goog-api-key: KEY` or `?key=KEY` when a key is set.
+//! * Bedrock (`bedrock.rs`): `POST /model/{modelId}/converse` and `/converse-stream` (binary
+//!   event stream); always a SigV4 `authorization` header and `x-amz-date`, and when a key is
+//!   set, `Credential=KEY/...`.
+//! * Anthropic: `POST /v1/messages` (streamed and not), `POST /v1/messages/count_tokens`;
+//!   `anthropic-version` required, `x-api-key: KEY` when a key is set (see `anthropic.rs`).
 //! * Answers: `"echo: " + <last user text>` (rules in `openai/chat.rs`), tokens = words
 //!   (rules in `tokens.rs`).
 //! * Faults: `+directives` on the model (or Azure deployment) name — `status=N`,
@@ -34,6 +41,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod anthropic;
 mod azure;
 mod bedrock;
 mod conn;
@@ -198,6 +206,7 @@ enum Route {
         deployment: String,
         endpoint: Endpoint,
     },
+    Anthropic(anthropic::Endpoint),
     Gemini {
         model: String,
         endpoint: gemini::Endpoint,
@@ -218,6 +227,8 @@ impl Route {
                 deployment,
                 endpoint,
             }
+        } else if let Some(endpoint) = anthropic::route(method, path) {
+            Route::Anthropic(endpoint)
         } else if let Some((model, endpoint)) = gemini::route(method, path) {
             Route::Gemini { model, endpoint }
         } else if let Some((model, endpoint)) = bedrock::route(method, path) {
@@ -231,6 +242,7 @@ impl Route {
     fn stats_model<'a>(&'a self, body: Option<&'a Value>) -> Option<&'a str> {
         match self {
             Route::OpenAi(_) => body.and_then(|b| b.get("model")).and_then(Value::as_str),
+            Route::Anthropic(_) => body.and_then(|b| b.get("model")).and_then(Value::as_str),
             Route::Azure { deployment, .. } => Some(deployment),
             Route::Gemini { model, .. } | Route::Bedrock { model, .. } => Some(model),
             Route::Unknown => None,
@@ -243,6 +255,7 @@ impl Route {
             Route::Azure { endpoint, .. } => {
                 azure::status_error(status, plan.retry_after, endpoint, query, model)
             }
+            Route::Anthropic(_) => anthropic::status_error(status, plan.retry_after, model),
             Route::Gemini { .. } => gemini::status_error(status, plan.retry_after, model),
             Route::Bedrock { .. } => bedrock::status_error(status, plan.retry_after),
             Route::OpenAi(_) | Route::Unknown => {
@@ -304,6 +317,7 @@ async fn handle(
             deployment,
             endpoint,
         } => azure::serve(deployment, endpoint, &call),
+        Route::Anthropic(endpoint) => anthropic::serve(endpoint, &call),
         Route::Gemini { model, endpoint } => gemini::serve(model, endpoint, &call),
         Route::Bedrock { model, endpoint } => bedrock::serve(model, endpoint, &call),
         Route::Unknown if path.starts_with("/openai/") => openai::Outcome::plain(azure::error(
@@ -338,6 +352,7 @@ async fn handle(
         malformed: plan.malformed,
     };
     Ok(match route {
+        Route::Anthropic(_) => anthropic::render(reply, &shape),
         Route::Gemini { .. } => gemini::render(reply, &shape),
         Route::Bedrock { .. } => bedrock::render(reply, &shape),
         _ => wire::render(reply, &shape),

@@ -5,7 +5,10 @@
 //! deterministic answers of the built-in `mock` provider. It must not do IO: no tokio, no HTTP
 //! client, no SQL, no environment.
 
+pub mod anthropic;
+pub mod bedrock;
 pub mod canonical;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod sse;

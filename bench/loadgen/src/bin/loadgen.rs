@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -208,8 +208,8 @@ fn run(args: Args) -> Result<()> {
         .context("building the runtime")?;
     let result = rt.block_on(async {
         match args.hold {
-            Some(hold) => run_hold(&args, shared, hold, &watch).await,
-            None => run_load(&args, shared, &watch).await,
+            Some(hold) => run_hold(&args, shared, hold, threads, &watch).await,
+            None => run_load(&args, shared, threads, &watch).await,
         }
     })?;
     if args.json {
@@ -371,6 +371,35 @@ impl Stats {
     }
 }
 
+/// Statistics shared by all tasks, in a few locked shards: one HDR histogram costs a few hundred
+/// KiB, far too much to give each of 10,000 held streams its own.
+struct Sink {
+    shards: Vec<Mutex<Stats>>,
+}
+
+impl Sink {
+    fn new(proto: &Histogram<u64>, tasks: usize, threads: usize) -> Self {
+        let n = (threads * 4).clamp(1, tasks.max(1));
+        Self {
+            shards: (0..n).map(|_| Mutex::new(Stats::new(proto))).collect(),
+        }
+    }
+
+    fn with<R>(&self, task: usize, f: impl FnOnce(&mut Stats) -> R) -> R {
+        let shard = &self.shards[task % self.shards.len()];
+        let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn merged(&self, proto: &Histogram<u64>) -> Stats {
+        let mut out = Stats::new(proto);
+        for shard in &self.shards {
+            out.merge(&shard.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+        out
+    }
+}
+
 fn percentiles_us(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return Value::Null;
@@ -521,8 +550,13 @@ async fn exchange(
 // ---------------------------------------------------------------------------------------------
 // Plain and stream load
 
-async fn load_worker(shared: Arc<Shared>, measure_start: Instant, deadline: Instant) -> Stats {
-    let mut stats = Stats::new(&shared.proto);
+async fn load_worker(
+    shared: Arc<Shared>,
+    sink: Arc<Sink>,
+    id: usize,
+    measure_start: Instant,
+    deadline: Instant,
+) {
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     while Instant::now() < deadline && shared.take_slot() {
         let mut sender = match conn.take() {
@@ -531,8 +565,10 @@ async fn load_worker(shared: Arc<Shared>, measure_start: Instant, deadline: Inst
                 Ok(s) => s,
                 Err(e) => {
                     if Instant::now() >= measure_start {
-                        stats.errors.connect += 1;
-                        stats.errors.note(|| format!("connect: {e}"));
+                        sink.with(id, |stats| {
+                            stats.errors.connect += 1;
+                            stats.errors.note(|| format!("connect: {e}"));
+                        });
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -541,7 +577,7 @@ async fn load_worker(shared: Arc<Shared>, measure_start: Instant, deadline: Inst
         };
         if sender.ready().await.is_err() {
             // The server closed an idle keep-alive connection: not a failed request.
-            stats.reconnects += 1;
+            sink.with(id, |stats| stats.reconnects += 1);
             continue;
         }
         let t0 = Instant::now();
@@ -553,16 +589,19 @@ async fn load_worker(shared: Arc<Shared>, measure_start: Instant, deadline: Inst
                 Err(_) => Exchange::failed(Outcome::Timeout),
             };
         let elapsed = t0.elapsed();
-        if t0 >= measure_start {
-            stats.record(&ex, elapsed);
-        }
+        let measured = t0 >= measure_start;
+        sink.with(id, |stats| {
+            if measured {
+                stats.record(&ex, elapsed);
+            }
+            if ex.close {
+                stats.reconnects += 1;
+            }
+        });
         if !ex.close {
             conn = Some(sender);
-        } else {
-            stats.reconnects += 1;
         }
     }
-    stats
 }
 
 struct Watched {
@@ -572,9 +611,13 @@ struct Watched {
     after: Option<Sample>,
 }
 
+/// Samples the watched trees, this load generator itself (`loadgen`) and, under the name
+/// `machine`, nothing: the machine's busy time is sampled separately.
 fn sample_all(watch: &[(String, u32)]) -> Vec<Watched> {
+    let me = ("loadgen".to_string(), std::process::id());
     watch
         .iter()
+        .chain(std::iter::once(&me))
         .map(|(name, pid)| Watched {
             name: name.clone(),
             pid: *pid,
@@ -582,6 +625,34 @@ fn sample_all(watch: &[(String, u32)]) -> Vec<Watched> {
             after: None,
         })
         .collect()
+}
+
+/// How busy the machine was over the window, and how much of that was not ours (not the load
+/// generator nor any watched process): other people's builds on a shared machine show up here.
+fn machine_json(
+    watched: &[Watched],
+    before: Option<f64>,
+    after: Option<f64>,
+    elapsed: Duration,
+) -> Value {
+    let secs = elapsed.as_secs_f64();
+    let (Some(b), Some(a)) = (before, after) else {
+        return Value::Null;
+    };
+    if secs <= 0.0 {
+        return Value::Null;
+    }
+    let busy = (a - b).max(0.0);
+    let ours: f64 = watched
+        .iter()
+        .filter_map(|w| Some((w.after?.cpu_ms - w.before?.cpu_ms).max(0.0)))
+        .sum();
+    let cores = |ms: f64| (ms / 1000.0 / secs * 1000.0).round() / 1000.0;
+    json!({
+        "busy_cores": cores(busy),
+        "ours_cores": cores(ours),
+        "other_cores": cores((busy - ours).max(0.0)),
+    })
 }
 
 fn procs_json(watched: &[Watched], units: u64, elapsed: Duration) -> Value {
@@ -607,32 +678,43 @@ fn procs_json(watched: &[Watched], units: u64, elapsed: Duration) -> Value {
     Value::Object(out)
 }
 
-async fn run_load(args: &Args, shared: Arc<Shared>, watch: &[(String, u32)]) -> Result<Value> {
+async fn run_load(
+    args: &Args,
+    shared: Arc<Shared>,
+    threads: usize,
+    watch: &[(String, u32)],
+) -> Result<Value> {
     let start = Instant::now();
     let measure_start = start + args.warmup;
     let deadline = measure_start + args.duration;
+    let sink = Arc::new(Sink::new(&shared.proto, args.concurrency, threads));
     let mut tasks = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
+    for id in 0..args.concurrency {
         tasks.push(tokio::spawn(load_worker(
             shared.clone(),
+            sink.clone(),
+            id,
             measure_start,
             deadline,
         )));
     }
     tokio::time::sleep_until(measure_start).await;
     let mut watched = sample_all(watch);
-    let mut stats = Stats::new(&shared.proto);
+    let busy_before = procstat::machine_busy_ms();
     for t in tasks {
-        match t.await {
-            Ok(s) => stats.merge(&s),
-            Err(e) => bail!("a worker failed: {e}"),
+        if let Err(e) = t.await {
+            bail!("a worker failed: {e}");
         }
     }
+    let stats = sink.merged(&shared.proto);
     let elapsed = Instant::now().saturating_duration_since(measure_start);
     for w in &mut watched {
         w.after = procstat::sample(w.pid);
     }
-    Ok(result_json(args, &stats, elapsed, &watched, None))
+    let machine = machine_json(&watched, busy_before, procstat::machine_busy_ms(), elapsed);
+    let mut v = result_json(args, &stats, elapsed, &watched, None);
+    v["machine"] = machine;
+    Ok(v)
 }
 
 fn result_json(
@@ -703,35 +785,40 @@ async fn run_hold(
     args: &Args,
     shared: Arc<Shared>,
     hold: Duration,
+    threads: usize,
     watch: &[(String, u32)],
 ) -> Result<Value> {
     let grace = args.grace.unwrap_or(hold.max(Duration::from_secs(10)));
     let start = Instant::now();
     let hard_deadline = start + hold + grace;
     let mut watched = sample_all(watch);
+    let busy_before = procstat::machine_busy_ms();
     let gate = Arc::new(Semaphore::new(args.connect_parallelism));
     let open = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let opened = Arc::new(AtomicUsize::new(0));
     let all_open_at: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
     let total = args.concurrency;
+    let sink = Arc::new(Sink::new(&shared.proto, total, threads));
     let mut tasks = Vec::with_capacity(total);
-    for _ in 0..total {
+    for id in 0..total {
         let shared = shared.clone();
+        let sink = sink.clone();
         let gate = gate.clone();
         let open = open.clone();
         let peak = peak.clone();
         let opened = opened.clone();
         let all_open_at = all_open_at.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stats = Stats::new(&shared.proto);
             let work = async {
                 let permit = gate.acquire().await.ok();
                 let mut sender = match connect(&shared).await {
                     Ok(s) => s,
                     Err(e) => {
-                        stats.errors.connect += 1;
-                        stats.errors.note(|| format!("connect: {e}"));
+                        sink.with(id, |stats| {
+                            stats.errors.connect += 1;
+                            stats.errors.note(|| format!("connect: {e}"));
+                        });
                         return;
                     }
                 };
@@ -755,28 +842,30 @@ async fn run_hold(
                 if counted {
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
-                stats.record(&ex, t0.elapsed());
+                let elapsed = t0.elapsed();
+                sink.with(id, |stats| stats.record(&ex, elapsed));
             };
             if tokio::time::timeout_at(hard_deadline, work).await.is_err() {
-                stats.errors.timeout += 1;
-                stats
-                    .errors
-                    .note(|| "stream still open at --hold plus --grace".to_string());
+                sink.with(id, |stats| {
+                    stats.errors.timeout += 1;
+                    stats
+                        .errors
+                        .note(|| "stream still open at --hold plus --grace".to_string());
+                });
             }
-            stats
         }));
     }
-    let mut stats = Stats::new(&shared.proto);
     for t in tasks {
-        match t.await {
-            Ok(s) => stats.merge(&s),
-            Err(e) => bail!("a stream task failed: {e}"),
+        if let Err(e) = t.await {
+            bail!("a stream task failed: {e}");
         }
     }
+    let stats = sink.merged(&shared.proto);
     let elapsed = start.elapsed();
     for w in &mut watched {
         w.after = procstat::sample(w.pid);
     }
+    let machine = machine_json(&watched, busy_before, procstat::machine_busy_ms(), elapsed);
     let all_open = all_open_at.lock().ok().and_then(|g| *g);
     let hold_json = json!({
         "hold_s": hold.as_secs_f64(),
@@ -786,13 +875,9 @@ async fn run_hold(
         "all_open_s": all_open.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         "completed_ok": stats.ok,
     });
-    Ok(result_json(
-        args,
-        &stats,
-        elapsed,
-        &watched,
-        Some(hold_json),
-    ))
+    let mut v = result_json(args, &stats, elapsed, &watched, Some(hold_json));
+    v["machine"] = machine;
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +938,12 @@ fn print_human(v: &Value) {
         println!(
             "  hold: {} streams, peak open {}, all open after {}s, completed ok {}",
             h["streams"], h["peak_open"], h["all_open_s"], h["completed_ok"]
+        );
+    }
+    if v["machine"].is_object() {
+        println!(
+            "  machine busy {} cores, ours {}, others {}",
+            v["machine"]["busy_cores"], v["machine"]["ours_cores"], v["machine"]["other_cores"]
         );
     }
     if let Some(procs) = v["procs"].as_object() {

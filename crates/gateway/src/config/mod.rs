@@ -21,7 +21,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 pub(crate) use validate::header_value;
-pub use validate::{Mock, ProviderKind};
+pub use validate::{Bedrock, Mock, ProviderKind};
 
 /// A validated configuration.
 #[derive(Debug)]

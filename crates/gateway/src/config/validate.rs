@@ -26,6 +26,23 @@ pub enum ProviderKind {
         preset: Option<&'static str>,
     },
     Mock(Mock),
+    /// Anthropic Messages API; `version` is the `anthropic-version` header.
+    Anthropic {
+        version: String,
+    },
+    /// Google AI Gemini `generateContent`.
+    Gemini,
+    /// AWS Bedrock Converse, signed with SigV4.
+    Bedrock(Bedrock),
+}
+
+/// AWS credentials and region of a Bedrock provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bedrock {
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 impl ProviderKind {
@@ -37,6 +54,9 @@ impl ProviderKind {
             ProviderKind::OpenAiCompatible { preset: Some(p) } => p,
             ProviderKind::OpenAiCompatible { preset: None } => "openai-compatible",
             ProviderKind::Mock(_) => "mock",
+            ProviderKind::Anthropic { .. } => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock(_) => "bedrock",
         }
     }
 }
@@ -411,13 +431,35 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
             ),
             chunk_words: p.chunk_words.unwrap_or(1).max(1),
         }),
-        "anthropic" | "gemini" | "bedrock" | "open-inference" => {
+        "anthropic" => ProviderKind::Anthropic {
+            version: p.api_version.clone().unwrap_or_else(|| "2023-06-01".into()),
+        },
+        "gemini" => ProviderKind::Gemini,
+        "bedrock" => {
+            let (Some(region), Some(id), Some(secret)) =
+                (&p.region, &p.access_key_id, &p.secret_access_key)
+            else {
+                cx.problem(
+                    path,
+                    "a bedrock provider needs region, access_key_id and secret_access_key",
+                );
+                return None;
+            };
+            ProviderKind::Bedrock(Bedrock {
+                region: region.clone(),
+                access_key_id: Secret::new(id.as_str()),
+                secret_access_key: Secret::new(secret.as_str()),
+                session_token: p
+                    .session_token
+                    .clone()
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new),
+            })
+        }
+        "open-inference" => {
             cx.problem(
                 format!("{path}.type"),
-                format!(
-                    "provider type '{}' is not available in this version of Switchyard yet",
-                    p.kind
-                ),
+                "provider type 'open-inference' is not available in this version of Switchyard yet",
             );
             return None;
         }
@@ -438,16 +480,32 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
             }
         },
     };
-    cx.unsupported(format!("{path}.region"), p.region.is_some());
-    cx.unsupported(format!("{path}.access_key_id"), p.access_key_id.is_some());
+    let is_bedrock = matches!(kind, ProviderKind::Bedrock(_));
+    cx.unsupported(format!("{path}.region"), p.region.is_some() && !is_bedrock);
+    cx.unsupported(
+        format!("{path}.access_key_id"),
+        p.access_key_id.is_some() && !is_bedrock,
+    );
     cx.unsupported(
         format!("{path}.secret_access_key"),
-        p.secret_access_key.is_some(),
+        p.secret_access_key.is_some() && !is_bedrock,
     );
-    cx.unsupported(format!("{path}.session_token"), p.session_token.is_some());
-    let base_url = match (&p.base_url, preset) {
+    cx.unsupported(
+        format!("{path}.session_token"),
+        p.session_token.is_some() && !is_bedrock,
+    );
+    let default_url = match &kind {
+        ProviderKind::Anthropic { .. } => Some("https://api.anthropic.com".to_string()),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com".to_string()),
+        ProviderKind::Bedrock(b) => Some(format!(
+            "https://bedrock-runtime.{}.amazonaws.com",
+            b.region
+        )),
+        _ => preset.map(|(_, url, _)| url.to_string()),
+    };
+    let base_url = match (&p.base_url, default_url) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
-        (None, Some((_, url, _))) => url.to_string(),
+        (None, Some(url)) => url,
         (None, None) => String::new(),
     };
     if !(base_url.is_empty() || base_url.starts_with("http://") || base_url.starts_with("https://"))
@@ -468,6 +526,13 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
         (ProviderKind::Azure { .. }, Some(k)) => {
             sensitive(cx, path, k.expose()).map(|v| (HeaderName::from_static("api-key"), v))
         }
+        (ProviderKind::Anthropic { .. }, Some(k)) => {
+            sensitive(cx, path, k.expose()).map(|v| (HeaderName::from_static("x-api-key"), v))
+        }
+        (ProviderKind::Gemini, Some(k)) => {
+            sensitive(cx, path, k.expose()).map(|v| (HeaderName::from_static("x-goog-api-key"), v))
+        }
+        (ProviderKind::Bedrock(_), Some(_)) => None,
         (_, Some(k)) => sensitive(cx, path, &format!("Bearer {}", k.expose()))
             .map(|v| (http::header::AUTHORIZATION, v)),
     };

@@ -125,12 +125,11 @@ for i = 0, scopes - 1 do
   local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local maxc, budget = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local s = seen[i]
-  if rpm >= 0 then
-    redis.call('HINCRBY', KEYS[k + 1], nb, 1)
+  -- A window's TTL is refreshed when a new bucket starts: every write is then within its TTL.
+  if rpm >= 0 and redis.call('HINCRBY', KEYS[k + 1], nb, 1) == 1 then
     redis.call('PEXPIRE', KEYS[k + 1], window_ttl)
   end
-  if tpm >= 0 then
-    redis.call('HINCRBY', KEYS[k + 2], nb, ARGV[4])
+  if tpm >= 0 and redis.call('HINCRBY', KEYS[k + 2], nb, ARGV[4]) == tokens then
     redis.call('PEXPIRE', KEYS[k + 2], window_ttl)
   end
   if maxc >= 0 or budget >= 0 then

@@ -5,11 +5,13 @@
 //! would charge twice); leases give back what a lost settlement held.
 //!
 //! Key layout, for a scope `<s>` = `k:<key id>` or `t:<team id>` (every key has a TTL):
-//! - `<prefix>:<s>:rpm` hash, one-second bucket → requests (TTL 2 minutes after the last write)
+//! - `<prefix>:<s>:rpm` hash, one-second bucket → requests (TTL: 2 minutes, renewed with each
+//!   new bucket); buckets out of the window are deleted by the next admission
 //! - `<prefix>:<s>:tpm` hash, one-second bucket → tokens (same)
 //! - `<prefix>:<s>:leases` zset, `<reservation id>|<reserved micro-USD>` → lease expiry (ms);
 //!   its size is the concurrency in use; admission drops expired leases and gives back their cost
-//! - `<prefix>:<s>:reserved` string, micro-USD reserved by unsettled requests
+//!   (TTL: lease + 2 minutes, renewed by each admission)
+//! - `<prefix>:<s>:reserved` string, micro-USD reserved by unsettled requests (same TTL)
 //! - `<prefix>:<s>:spent:<period>:<period start ms>` string, micro-USD spent in that period
 //!   (TTL: period end + 1 day; lifetime: 400 days after the last charge, reseeded by `load_spend`)
 

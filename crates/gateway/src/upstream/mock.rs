@@ -46,9 +46,13 @@ pub async fn call(
         .map_or(0, |d| d.as_secs());
     let body = match call.endpoint {
         Endpoint::Chat => {
-            let mut req = openai::request::parse(call.body).map_err(|e| invalid(e.to_string()))?;
+            let mut req = match call.canonical() {
+                Ok(r) => r.clone(),
+                Err(Failure::Unsupported(m, _)) => return Err(invalid(m)),
+                Err(f) => return Err(f),
+            };
             req.model.clone_from(&target.model);
-            if call.peek.stream {
+            if call.stream {
                 let mut events = mock::stream(&req, m.chunk_words);
                 for e in &mut events {
                     if let StreamEvent::Start { created: c, .. } = e {
@@ -74,7 +78,7 @@ pub async fn call(
             resp.created = created;
             openai::response::render(&resp)
         }
-        Endpoint::Completions => completion(call.body, &target.model, created, call.peek.stream)?,
+        Endpoint::Completions => completion(call.body, &target.model, created, call.stream)?,
         Endpoint::Embeddings => embeddings(call.body, &target.model)?,
     };
     let mut resp = http::Response::new(UpstreamBody::Full(Some(Bytes::from(body))));

@@ -9,6 +9,7 @@ mod budget;
 pub mod client;
 mod mock;
 mod openai;
+pub mod translate;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -16,6 +17,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use providers::openai::peek::{self, Endpoint};
+
+use std::sync::OnceLock;
+
+use providers::canonical::ChatRequest;
 
 use crate::config::{Provider, ProviderKind, Target, TargetStats, Version};
 use crate::error::{Error, Kind};
@@ -28,7 +33,12 @@ pub use budget::RetryBudget;
 pub struct Call<'a> {
     pub endpoint: Endpoint,
     pub body: &'a Bytes,
-    pub peek: &'a peek::Request<'a>,
+    /// Present when the client spoke OpenAI: the pass-through reader of its body.
+    pub peek: Option<&'a peek::Request<'a>>,
+    /// The request in canonical form, made on first need (translation, the mock); set from the
+    /// start when the client spoke another format.
+    pub canonical: &'a OnceLock<Result<ChatRequest, String>>,
+    pub stream: bool,
     /// Absolute deadline of the whole request (server `request_timeout`).
     pub deadline: Instant,
 }
@@ -63,6 +73,8 @@ pub enum Outcome {
     Malformed,
     /// A hedged attempt that lost the race.
     Cancelled,
+    /// Not sent: the target cannot take this request.
+    Unsupported,
 }
 
 /// Why an attempt failed, with what the client may be told.
@@ -78,6 +90,28 @@ pub enum Failure {
         param: Option<String>,
     },
     Malformed,
+    /// The target cannot honour the request (a parameter its format lacks): the message and
+    /// the parameter.
+    Unsupported(String, Option<String>),
+}
+
+impl<'a> Call<'a> {
+    /// The canonical form of the request, parsed from the OpenAI body on first use.
+    pub fn canonical(&self) -> Result<&ChatRequest, Failure> {
+        self.canonical
+            .get_or_init(|| providers::openai::request::parse(self.body).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Failure::Unsupported(e.clone(), None))
+    }
+
+    /// The canonical request addressed to `target`: its model, streaming as asked, usage wanted.
+    fn for_target(&self, target: &Target) -> Result<ChatRequest, Failure> {
+        let mut req = self.canonical()?.clone();
+        req.model.clone_from(&target.model);
+        req.stream = self.stream;
+        req.include_usage = true;
+        Ok(req)
+    }
 }
 
 impl Outcome {
@@ -92,6 +126,7 @@ impl Outcome {
             Outcome::Status(_) => "http_4xx",
             Outcome::Malformed => "malformed",
             Outcome::Cancelled => "cancelled",
+            Outcome::Unsupported => "unsupported",
         }
     }
 }
@@ -103,6 +138,7 @@ impl Failure {
             Failure::Timeout => Outcome::Timeout,
             Failure::Status { status, .. } => Outcome::Status(*status),
             Failure::Malformed => Outcome::Malformed,
+            Failure::Unsupported(..) => Outcome::Unsupported,
         }
     }
 }
@@ -121,6 +157,8 @@ enum Next {
 fn classify(f: &Failure) -> Next {
     match f {
         Failure::Connect | Failure::Timeout | Failure::Malformed => Next::Retry,
+        // Another target may be able to; if none is, the client hears why.
+        Failure::Unsupported(..) => Next::Failover,
         Failure::Status {
             status,
             code,
@@ -269,7 +307,10 @@ pub async fn send<'v>(
             }
         }
     }
-    let can_fall_back = !matches!(last.as_ref().map(|(f, _)| classify(f)), Some(Next::Stop));
+    let can_fall_back = !matches!(
+        last.as_ref().map(|(f, _)| (classify(f), f)),
+        Some((Next::Stop, _)) | Some((_, Failure::Unsupported(..)))
+    );
     let context_length = matches!(
         &last,
         Some((Failure::Status { code, message, .. }, _)) if is_context_length(code.as_deref(), message.as_deref())
@@ -514,6 +555,11 @@ fn final_error(last: Option<(Failure, &Provider)>, deadline: Instant) -> Error {
             Kind::UpstreamBad,
             format!("Provider '{p}' answered with a malformed response."),
         ),
+        Failure::Unsupported(message, param) => {
+            let mut e = Error::invalid(message, None);
+            e.param = param.map(Into::into);
+            e
+        }
         Failure::Status {
             status,
             retry_after,
@@ -564,13 +610,27 @@ async fn attempt(
     call: &Call<'_>,
     timeout: Duration,
 ) -> Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure> {
-    match &target.provider.kind {
-        ProviderKind::Mock(m) => mock::call(m, target, call, timeout).await,
-        ProviderKind::OpenAi
-        | ProviderKind::Azure { .. }
-        | ProviderKind::OpenAiCompatible { .. } => {
-            let req = openai::request(target, call)?;
-            exchange(client, req, call.peek.stream, timeout, &target.provider).await
+    match (&target.provider.kind, call.peek) {
+        (ProviderKind::Mock(m), _) => mock::call(m, target, call, timeout).await,
+        (
+            ProviderKind::OpenAi
+            | ProviderKind::Azure { .. }
+            | ProviderKind::OpenAiCompatible { .. },
+            Some(peek),
+        ) => {
+            let req = openai::request(target, call, peek)?;
+            exchange(client, req, call.stream, timeout, &target.provider).await
+        }
+        _ if call.endpoint != Endpoint::Chat => Err(Failure::Unsupported(
+            format!(
+                "Provider '{}' does not serve this endpoint.",
+                target.provider.name
+            ),
+            None,
+        )),
+        _ => {
+            let req = translate::request(target, &call.for_target(target)?)?;
+            exchange(client, req, call.stream, timeout, &target.provider).await
         }
     }
 }

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use providers::openai::peek::Endpoint;
+use providers::openai::peek::{self, Endpoint};
 
 use super::{Call, Failure};
 use crate::config::{ProviderKind, Target};
@@ -39,15 +39,19 @@ pub fn url(target: &Target, endpoint: Endpoint) -> String {
     }
 }
 
-pub fn request(target: &Target, call: &Call<'_>) -> Result<Request<Full<Bytes>>, Failure> {
+pub fn request(
+    target: &Target,
+    call: &Call<'_>,
+    peek: &peek::Request<'_>,
+) -> Result<Request<Full<Bytes>>, Failure> {
     let uri: Uri = url(target, call.endpoint)
         .parse()
         .map_err(|_| Failure::Connect)?;
     // Byte-identical forward when nothing needs changing.
-    let body = if !call.peek.needs_rewrite(&target.model, true) {
+    let body = if !peek.needs_rewrite(&target.model, true) {
         call.body.clone()
     } else {
-        Bytes::from(call.peek.rewrite(call.body, &target.model, true))
+        Bytes::from(peek.rewrite(call.body, &target.model, true))
     };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = Method::POST;

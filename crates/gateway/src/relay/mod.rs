@@ -22,6 +22,8 @@ use crate::cost::{self, Tokens};
 use crate::upstream::UpstreamBody;
 use crate::usage;
 
+pub mod translate;
+
 pub struct Relay {
     upstream: UpstreamBody,
     framer: sse::Framer,
