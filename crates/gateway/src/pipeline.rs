@@ -370,15 +370,21 @@ async fn run(
                 record,
             ))
         } else {
-            Body::new(relay::translate::Translate::new(
+            let relay = relay::translate::Translate::new(
                 up_body,
                 success.first,
                 translate::Decoder::new(wire),
                 relay::translate::Encoder::new(protocol, facts.include_usage),
                 price,
                 route.version.timeout,
+                stamp(&record.request_id, &target.model),
                 record,
-            ))
+            );
+            if protocol == Protocol::Anthropic && wire == Wire::Anthropic {
+                Body::new(relay.forward_original())
+            } else {
+                Body::new(relay)
+            }
         };
         let mut resp = Response::new(body);
         let h = resp.headers_mut();
@@ -390,7 +396,8 @@ async fn run(
     let answer = if passthrough {
         priced_openai(bytes, price, &mut record)
     } else {
-        translated(wire, protocol, &bytes, price, &mut record)
+        let s = stamp(&record.request_id, &target.model);
+        translated(wire, protocol, &bytes, price, &s, &mut record)
     };
     let Some((bytes, usd)) = answer else {
         record.status = 502;
@@ -415,6 +422,19 @@ async fn run(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, JSON.clone());
     Ok(resp)
+}
+
+/// The id, model and time a translated answer carries when the provider gives none.
+fn stamp(request_id: &str, model: &str) -> relay::translate::Stamp {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let id = request_id.strip_prefix("req_").unwrap_or(request_id);
+    relay::translate::Stamp {
+        id: format!("msg_{id}"),
+        model: model.to_string(),
+        created,
+    }
 }
 
 /// An OpenAI answer forwarded as is, but for `usage.cost` added. `None` if it is not JSON.
@@ -446,9 +466,11 @@ fn translated(
     protocol: Protocol,
     bytes: &[u8],
     price: Option<Price>,
+    stamp: &relay::translate::Stamp,
     record: &mut usage::Record,
 ) -> Option<(Bytes, Option<String>)> {
     let mut resp = translate::response(wire, bytes).ok()?;
+    stamp.fill(&mut resp.id, &mut resp.model, &mut resp.created);
     let mut usd = None;
     if let Some(u) = resp.usage.as_mut() {
         let tokens = Tokens {

@@ -84,7 +84,38 @@ pub struct Translate {
     idle_timer: Pin<Box<Sleep>>,
     finished_choice: bool,
     ended: bool,
+    /// Providers may report usage several times (Gemini, as it grows); only the last counts and
+    /// it is written once, at the end.
+    usage: Option<StreamEvent>,
+    /// Filled into the stream's start when the provider leaves them empty.
+    stamp: Stamp,
+    /// Same protocol on both sides (Anthropic to Anthropic): whole events are forwarded byte for
+    /// byte and only decoded for accounting.
+    raw: Option<providers::sse::Framer>,
     record: Option<usage::Record>,
+}
+
+/// What a translated answer must carry when the provider does not say: an id, the model, the
+/// creation time.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+}
+
+impl Stamp {
+    pub fn fill(&self, id: &mut String, model: &mut String, created: &mut u64) {
+        if id.is_empty() {
+            id.clone_from(&self.id);
+        }
+        if model.is_empty() {
+            model.clone_from(&self.model);
+        }
+        if *created == 0 {
+            *created = self.created;
+        }
+    }
 }
 
 impl Translate {
@@ -95,6 +126,7 @@ impl Translate {
         encoder: Encoder,
         price: Option<Price>,
         idle: Duration,
+        stamp: Stamp,
         record: usage::Record,
     ) -> Self {
         Translate {
@@ -108,13 +140,44 @@ impl Translate {
             idle_timer: Box::pin(tokio::time::sleep(idle)),
             finished_choice: false,
             ended: false,
+            usage: None,
+            stamp,
+            raw: None,
             record: Some(record),
         }
+    }
+
+    /// Forwards the provider's own events instead of re-encoding them (same protocol).
+    pub fn forward_original(mut self) -> Self {
+        self.raw = Some(providers::sse::Framer::new());
+        self
     }
 
     /// Decodes `bytes` and encodes what they complete; `None` when they complete nothing.
     fn on_bytes(&mut self, bytes: &[u8]) -> Option<Bytes> {
         let mut out = Vec::new();
+        if let Some(raw) = self.raw.as_mut() {
+            raw.push(bytes);
+            let complete: Vec<Bytes> = std::iter::from_fn(|| raw.next_event()).collect();
+            for event in complete {
+                if let Err(e) = self.decoder.push(&event, &mut self.events) {
+                    self.fail(
+                        &format!("The upstream stream could not be read: {e}"),
+                        "upstream_stream_malformed",
+                        &mut out,
+                    );
+                    return Some(Bytes::from(out));
+                }
+                self.account();
+                out.extend_from_slice(&event);
+            }
+            if out.is_empty() {
+                return None;
+            }
+            let deadline = tokio::time::Instant::now() + self.idle;
+            self.idle_timer.as_mut().reset(deadline);
+            return Some(Bytes::from(out));
+        }
         if let Err(e) = self.decoder.push(bytes, &mut self.events) {
             self.fail(
                 &format!("The upstream stream could not be read: {e}"),
@@ -150,7 +213,10 @@ impl Translate {
                         r.tokens = tokens;
                         r.cost = usd;
                     }
+                    self.usage = Some(e);
+                    continue;
                 }
+                StreamEvent::Start { id, model, created } => self.stamp.fill(id, model, created),
                 StreamEvent::Finish { .. } => self.finished_choice = true,
                 StreamEvent::Error(err) => {
                     if let Some(r) = self.record.as_mut() {
@@ -164,9 +230,21 @@ impl Translate {
                 }
                 _ => {}
             }
-            self.encoder.encode(&e, out);
+            if self.raw.is_none() {
+                self.encoder.encode(&e, out);
+            }
         }
         self.events = events;
+    }
+
+    /// Reads the decoded events for the record only (pass-through mode).
+    fn account(&mut self) {
+        let mut sink = Vec::new();
+        let raw = self.raw.take();
+        self.encode_events(&mut sink);
+        self.raw = raw;
+        // The usage was taken for the record; nothing is re-encoded in this mode.
+        self.usage = None;
     }
 
     fn fail(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
@@ -225,6 +303,17 @@ impl Body for Translate {
                 }
                 Poll::Ready(None) => {
                     let mut out = Vec::new();
+                    if let Some(raw) = this.raw.as_mut() {
+                        let tail = raw.take_pending();
+                        if !tail.trim_ascii().is_empty() {
+                            let mut ev = tail.to_vec();
+                            ev.extend_from_slice(b"\n\n");
+                            if this.decoder.push(&ev, &mut this.events).is_ok() {
+                                this.account();
+                                out.extend_from_slice(&ev);
+                            }
+                        }
+                    }
                     match this.decoder.end(&mut this.events) {
                         Err(e) => this.fail(
                             &format!("The upstream stream could not be read: {e}"),
@@ -234,7 +323,12 @@ impl Body for Translate {
                         Ok(()) => {
                             this.encode_events(&mut out);
                             if this.finished_choice {
-                                this.encoder.finish(&mut out);
+                                if let Some(u) = this.usage.take() {
+                                    this.encoder.encode(&u, &mut out);
+                                }
+                                if this.raw.is_none() {
+                                    this.encoder.finish(&mut out);
+                                }
                                 this.end(true);
                             } else {
                                 this.fail(
