@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -55,12 +54,13 @@ models:
   down:      { targets: [{ provider: dead, model: x }], retries: 0 }
   slow:      { targets: [{ provider: up, model: "gpt-4o-mini+delay_ms=3000" }], timeout: 500ms, retries: 0 }
   cut:       { targets: [{ provider: up, model: "gpt-4o-mini+cut_after=2" }], retries: 0 }
+  drip:      { targets: [{ provider: up, model: "gpt-4o-mini+chunk_delay_ms=150" }], retries: 0 }
   emb:       { targets: [{ provider: up, model: text-embedding-3-small }] }
   badkey:    { targets: [{ provider: wrongkey, model: gpt-4o-mini }], retries: 0 }
   demo-chat: { targets: [{ provider: demo, model: echo }], price: { input: 0.15, output: 0.60 } }
   forbidden: { targets: [{ provider: up, model: gpt-4o-mini }] }
 keys:
-  - { name: test, secret: sk-sy-test-0000000000000000000000000000000000, models: ["chat", "azchat", "failover", "bad", "up503", "limited", "down", "slow", "cut", "emb", "badkey", "demo-*"] }
+  - { name: test, secret: sk-sy-test-0000000000000000000000000000000000, models: ["chat", "azchat", "failover", "bad", "up503", "limited", "down", "slow", "cut", "drip", "emb", "badkey", "demo-*"] }
   - { name: all, secret: sk-sy-all0000000000000000000000000000000000000 }
 """
 
@@ -192,8 +192,10 @@ class Gateway:
 
 
 def render_config(template: str, mock: MockProvider | None) -> str:
-    values = {"mock_url": mock.url if mock else "http://127.0.0.1:1", "mock_port": str(mock.port if mock else 1)}
-    return string.Template(template).substitute(values)
+    """Substitutes `$mock_url` and `$mock_port`; everything else, `${VAR}` included, is kept."""
+    url = mock.url if mock else "http://127.0.0.1:1"
+    port = str(mock.port if mock else 1)
+    return template.replace("$mock_url", url).replace("$mock_port", port)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
 import struct
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -310,6 +312,28 @@ def test_stream_wire_format_ends_with_done(http: httpx.Client) -> None:
     assert text == REPLY
 
 
+def test_stream_is_relayed_as_it_arrives(client: openai.OpenAI) -> None:
+    # The upstream sends one word every 150 ms: the chunks must reach the client spread out
+    # the same way, not merged or held back until the end.
+    text = "one two three four five six"
+    started = time.monotonic()
+    arrivals = []
+    pieces = []
+    stream = client.chat.completions.create(
+        model="drip", messages=[{"role": "user", "content": text}], stream=True
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+            pieces.append(chunk.choices[0].delta.content)
+    assert "".join(pieces) == "echo: " + text
+    assert len(arrivals) == 7, pieces
+    spread = arrivals[-1] - arrivals[0]
+    # Six gaps of 150 ms upstream; allow for scheduling, but a buffered relay shows ~0.
+    assert spread >= 0.45, f"chunks arrived together (spread {spread:.3f}s): {arrivals}"
+    assert arrivals[0] < arrivals[-1] - 0.45
+
+
 def test_stream_cut_midway_raises_in_sdk(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="cut",
@@ -510,7 +534,7 @@ def test_embeddings_base64(client: openai.OpenAI) -> None:
 def test_models_list(client: openai.OpenAI) -> None:
     models = list(client.models.list())
     ids = {m.id for m in models}
-    allowed = {"chat", "azchat", "failover", "bad", "down", "slow", "cut", "emb", "demo-chat"}
+    allowed = {"chat", "azchat", "failover", "bad", "down", "slow", "cut", "drip", "emb", "demo-chat"}
     assert allowed <= ids, f"missing: {allowed - ids}"
     for m in models:
         assert m.object == "model"
@@ -590,10 +614,79 @@ def test_401_unknown_key(gateway: Gateway) -> None:
 def test_401_missing_key(gateway: Gateway) -> None:
     with gateway.http(api_key=None) as http:
         resp = http.post("/v1/chat/completions", json={"model": "chat", "messages": MESSAGES})
-        assert resp.status_code == 401, resp.text
-        assert_openai_error(resp.json(), 401)
+    assert resp.status_code == 401, resp.text
+    assert_openai_error(resp.json(), 401)
+    with gateway.http(api_key=None) as http:
         models = http.get("/v1/models")
-        assert models.status_code == 401, models.text
+    assert models.status_code == 401, models.text
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a content-length body: status, headers, body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed in the middle of a body")
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+@pytest.mark.parametrize("case", ["401", "413"])
+def test_connection_reusable_or_closed_explicitly_after_early_error(gateway: Gateway, case: str) -> None:
+    """An error sent before the request body was read (401 bad key, 413 too large) must
+    either leave the keep-alive connection usable or say `connection: close`. Closing it
+    silently makes a client's next request on it fail: httpx and the openai SDK report
+    "Server disconnected without sending a response".
+
+    Deterministic version: send the request head, let the gateway answer, then send the
+    body and a second request on the same connection."""
+    content = "x" * 70_000 if case == "413" else "hi"
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": content}]}).encode()
+    auth = b"" if case == "401" else f"Authorization: Bearer {TEST_KEY}\r\n".encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        + auth
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    url = urlsplit(gateway.url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(head)
+        sock.settimeout(1.0)
+        try:
+            status, headers, _ = _read_response(sock)  # the gateway answered before the body
+            early = True
+        except socket.timeout:
+            early = False  # it waits for the body: send it, then read the answer
+        sock.settimeout(5)
+        try:
+            sock.sendall(body)
+            if not early:
+                status, headers, _ = _read_response(sock)
+            assert status == int(case)
+            if headers.get("connection", "").lower() == "close":
+                return
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: gw\r\n\r\n")
+            second, _, _ = _read_response(sock)
+        except OSError as exc:  # ConnectionError, BrokenPipeError, ...
+            raise AssertionError(
+                f"the gateway answered {case} ({'before' if early else 'after'} the body "
+                f"arrived) without `connection: close`, then closed the connection: {exc!r}"
+            ) from None
+        assert second == 200
 
 
 def test_403_model_not_allowed_for_key(client: openai.OpenAI) -> None:
