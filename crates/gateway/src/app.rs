@@ -11,8 +11,10 @@ use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::auth::Directory;
 use crate::config::{self, Config};
 use crate::handlers;
+use crate::limits::Limiter;
 use crate::upstream::client::{self, Client};
 use crate::upstream::RetryBudget;
 
@@ -20,16 +22,36 @@ pub struct App {
     config: ArcSwap<Config>,
     pub client: Client,
     pub retry_budget: RetryBudget,
+    /// Active virtual keys (store and configuration file).
+    pub directory: Arc<Directory>,
+    /// Rate limits, concurrency and budgets: in process, or shared through Redis.
+    pub limiter: Limiter,
+    /// Keys, teams, usage. `None` only for in-process tests.
+    pub store: Option<store::Store>,
     /// Serialises reloads (SIGHUP and the admin API may race).
     reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl App {
+    /// An app with the configuration file's keys and in-process limits, without a store.
     pub fn new(config: Config) -> Arc<App> {
+        let directory = Arc::new(Directory::from_config(&config.keys));
+        App::with(config, directory, Limiter::in_process(), None)
+    }
+
+    pub fn with(
+        config: Config,
+        directory: Arc<Directory>,
+        limiter: Limiter,
+        store: Option<store::Store>,
+    ) -> Arc<App> {
         Arc::new(App {
             config: ArcSwap::from_pointee(config),
             client: client::new(),
             retry_budget: RetryBudget::default(),
+            directory,
+            limiter,
+            store,
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -92,6 +114,26 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(handlers::health::metrics))
         .route("/admin/v1/reload", post(handlers::admin::reload))
         .route("/admin/v1/models", get(handlers::admin::models))
+        .route(
+            "/admin/v1/keys",
+            post(handlers::admin_keys::create_key).get(handlers::admin_keys::list_keys),
+        )
+        .route(
+            "/admin/v1/keys/{id}",
+            get(handlers::admin_keys::get_key)
+                .patch(handlers::admin_keys::patch_key)
+                .delete(handlers::admin_keys::revoke_key),
+        )
+        .route(
+            "/admin/v1/teams",
+            post(handlers::admin_keys::create_team).get(handlers::admin_keys::list_teams),
+        )
+        .route(
+            "/admin/v1/teams/{id}",
+            get(handlers::admin_keys::get_team)
+                .patch(handlers::admin_keys::patch_team)
+                .delete(handlers::admin_keys::delete_team),
+        )
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // Outermost last: a panic anywhere below becomes a 500 in OpenAI's error format.

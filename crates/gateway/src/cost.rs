@@ -14,6 +14,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Every token of the request, prompt (cached or not) and output.
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+
     /// From OpenAI's usage, where `prompt_tokens` includes cached tokens and
     /// `completion_tokens` includes reasoning tokens.
     pub fn from_openai(u: &providers::openai::peek::Usage) -> Self {

@@ -3,15 +3,18 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod error;
 pub mod handlers;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod relay;
 pub mod routing;
 pub mod server;
+pub mod services;
 pub mod upstream;
 pub mod usage;

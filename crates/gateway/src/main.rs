@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use switchyard::{app, config, server};
+use switchyard::{config, server};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,6 +35,13 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Manage virtual keys in the configured store.
+    Keys {
+        #[arg(short = 'c', long = "config", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: switchyard::cli::KeysAction,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(config),
         Command::Serve { config } => serve(config),
+        Command::Keys { config, action } => switchyard::cli::keys(config, action),
     }
 }
 
@@ -107,7 +115,13 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or(listen);
-        let app = app::App::new(config);
+        let app = match switchyard::services::start(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
         // Scripts and tests read this line to find the port.
         println!("switchyard listening on http://{addr}");
         let _ = std::io::stdout().flush();

@@ -32,6 +32,7 @@ use crate::auth;
 use crate::config::{Config, Price};
 use crate::cost::{self, Tokens};
 use crate::error::{Error, Kind, Protocol};
+use crate::limits;
 use crate::relay::{self, Relay};
 use crate::routing;
 use crate::upstream::translate::{self, Wire};
@@ -58,6 +59,10 @@ static NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 struct Ctx {
     headers: HeaderMap,
     record: Option<usage::Record>,
+    /// The request body was read to its end. When an error is answered before that, the
+    /// connection cannot be reused (the unread body is still on it): it is closed, and the
+    /// client told so with `Connection: close`.
+    body_read: bool,
 }
 
 impl Ctx {
@@ -93,6 +98,7 @@ async fn serve(
     let mut cx = Ctx {
         headers: HeaderMap::with_capacity(8),
         record: Some(usage::Record::new(request_id.clone(), name, started)),
+        body_read: false,
     };
     if let Ok(v) = HeaderValue::try_from(request_id) {
         cx.headers.insert(X_REQUEST_ID.clone(), v);
@@ -105,7 +111,12 @@ async fn serve(
                 r.error = Some(e.message.to_string());
                 usage::emit(r);
             }
-            e.into_response(protocol)
+            let mut resp = e.into_response(protocol);
+            if !cx.body_read {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     };
     resp.headers_mut().extend(cx.headers);
@@ -117,6 +128,8 @@ struct Facts {
     model: String,
     stream: bool,
     include_usage: bool,
+    /// The most output tokens the client allows, when it says.
+    max_tokens: Option<u64>,
     needs: routing::Needs,
     prefs: Option<peek::ProviderPrefs>,
     /// OpenRouter's `models` fallback list.
@@ -147,6 +160,7 @@ fn parse_anthropic(
         model: req.model.clone(),
         stream: req.stream,
         include_usage: true,
+        max_tokens: req.max_tokens.map(u64::from),
         needs,
         prefs: None,
         models: Vec::new(),
@@ -167,13 +181,14 @@ async fn run(
     let (parts, body) = req.into_parts();
 
     // 1. Authenticate.
-    let caller = auth::authenticate(config, &parts.headers)?;
-    if let (auth::Caller::Key(k), Some(r)) = (caller, cx.record()) {
+    let caller = auth::authenticate(config, &app.directory, &parts.headers)?;
+    if let (auth::Caller::Key(k), Some(r)) = (&caller, cx.record()) {
         r.key = Some(k.name.clone());
     }
 
     // 2. Read the body, within the size limit and the request deadline.
     let body = read_body(&parts.headers, body, config.server.max_body_bytes, deadline).await?;
+    cx.body_read = true;
 
     // 3. Parse: for OpenAI only what routing needs; other protocols into canonical types.
     let canonical = OnceLock::new();
@@ -186,6 +201,7 @@ async fn run(
                 model: p.model.to_string(),
                 stream: p.stream,
                 include_usage: p.include_usage,
+                max_tokens: None,
                 needs: routing::Needs::of(&p, body.len()),
                 prefs: p.provider.clone(),
                 models: p.models.clone(),
@@ -210,9 +226,14 @@ async fn run(
     }
 
     // 5. Authorize the model for this caller.
-    auth::allow(caller, &route.model)?;
+    auth::allow(&caller, &route.model)?;
 
-    // 6. Admission (rate limits, budgets) plugs in here: reserve now, settle in `finish`.
+    // 6. Admit: reserve the request, its estimated tokens and cost against the key's and
+    //    team's limits; settled with the real usage when the request ends, however it ends.
+    let reservation = admit(app, &caller, &route, &facts).await?;
+    if let Some(r) = &reservation {
+        ratelimit_headers(&r.headroom(), &mut cx.headers);
+    }
 
     // 7–8. Plan the targets and send, with retries, failover and fallbacks.
     let overrides = Overrides::from(&parts.headers)?;
@@ -380,6 +401,7 @@ async fn run(
                 stamp(&record.request_id, &target.model),
                 record,
             );
+            let relay = relay.settling(reservation);
             if protocol == Protocol::Anthropic && wire == Wire::Anthropic {
                 Body::new(relay.forward_original())
             } else {
@@ -413,6 +435,9 @@ async fn run(
     };
     record.completed = true;
     record.first_token = Some(record.started.elapsed());
+    if let Some(r) = reservation {
+        r.settle_in_background(record.tokens.total(), record.cost.unwrap_or(0.0));
+    }
     usage::emit(record);
     if let Some(v) = usd.and_then(|v| HeaderValue::try_from(v).ok()) {
         cx.headers.insert(X_COST.clone(), v);
@@ -491,6 +516,102 @@ fn translated(
         _ => providers::openai::response::render(&resp),
     };
     Some((Bytes::from(out), usd))
+}
+
+/// Output tokens assumed for admission when the client does not bound them.
+const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
+
+/// Step 6: reserves against the caller's limits, if it has any.
+async fn admit(
+    app: &App,
+    caller: &auth::Caller,
+    route: &routing::Route,
+    facts: &Facts,
+) -> Result<Option<limits::Reservation>, Error> {
+    let auth::Caller::Key(p) = caller else {
+        return Ok(None);
+    };
+    if p.scopes.is_empty() {
+        return Ok(None);
+    }
+    let output = facts.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
+    let tokens = facts.needs.tokens + output;
+    let price = route
+        .version
+        .price
+        .or_else(|| route.version.targets.iter().find_map(|t| t.price))
+        .unwrap_or_default();
+    let cost = (facts.needs.tokens as f64 * price.input + output as f64 * price.output) / 1e6;
+    let request = limits::Request {
+        scopes: &p.scopes,
+        tokens,
+        cost_usd: cost,
+        now_ms: app.limiter.now_ms(),
+    };
+    match app.limiter.admit(&request).await {
+        Ok(r) => Ok(Some(r)),
+        Err(d) => Err(denied(&d)),
+    }
+}
+
+/// A refusal of the limiter as the client's error: 429 (`rate_limit_exceeded` or
+/// `budget_exceeded`, with `Retry-After`), or 503 when the limits cannot be checked.
+fn denied(d: &limits::Denied) -> Error {
+    let scope = match d.scope {
+        Some(limits::ScopeKind::Team) => "team",
+        _ => "key",
+    };
+    crate::metrics::global().rate_limited.inc(&[scope]);
+    let what = match d.kind {
+        limits::Kind::Rpm => "requests per minute",
+        limits::Kind::Tpm => "tokens per minute",
+        limits::Kind::Concurrency => "concurrent requests",
+        limits::Kind::Budget => "budget",
+        limits::Kind::Unavailable => {
+            return Error::new(Kind::NoHealthyTarget, "Rate limits cannot be checked right now (the limits store is unreachable); retry shortly.")
+                .with_retry_after(Some(std::time::Duration::from_secs(1)));
+        }
+    };
+    let kind = if d.kind == limits::Kind::Budget {
+        Kind::BudgetExceeded
+    } else {
+        Kind::RateLimited
+    };
+    let message = if d.kind == limits::Kind::Budget {
+        format!("The {scope}'s budget is exhausted for this period.")
+    } else {
+        format!("The {scope}'s limit of {} {what} is reached.", d.limit)
+    };
+    Error::new(kind, message).with_retry_after(d.retry_after)
+}
+
+static RL_LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+static RL_REMAINING_REQUESTS: HeaderName =
+    HeaderName::from_static("x-ratelimit-remaining-requests");
+static RL_LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+static RL_REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+static RL_RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+static RL_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+/// OpenAI's `x-ratelimit-*` headers from what the limiter left after admission.
+fn ratelimit_headers(h: &limits::Headroom, out: &mut HeaderMap) {
+    if let Some(r) = h.requests {
+        out.insert(RL_LIMIT_REQUESTS.clone(), HeaderValue::from(r.limit));
+        out.insert(
+            RL_REMAINING_REQUESTS.clone(),
+            HeaderValue::from(r.remaining),
+        );
+        if let Ok(v) = HeaderValue::try_from(format!("{}ms", r.reset.as_millis())) {
+            out.insert(RL_RESET_REQUESTS.clone(), v);
+        }
+    }
+    if let Some(t) = h.tokens {
+        out.insert(RL_LIMIT_TOKENS.clone(), HeaderValue::from(t.limit));
+        out.insert(RL_REMAINING_TOKENS.clone(), HeaderValue::from(t.remaining));
+        if let Ok(v) = HeaderValue::try_from(format!("{}ms", t.reset.as_millis())) {
+            out.insert(RL_RESET_TOKENS.clone(), v);
+        }
+    }
 }
 
 /// Per-request controls: `x-switchyard-timeout` (per attempt) and `x-switchyard-retries`.

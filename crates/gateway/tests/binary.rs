@@ -77,7 +77,8 @@ impl Drop for Gateway {
 fn write_config(dir: &Path, models: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.yaml");
     let text = format!(
-        "listen: 127.0.0.1:0\nauth: none\nserver: {{ header_read_timeout: 500ms, idle_timeout: 1s, shutdown_grace: 20s }}\nproviders:\n  demo: {{ type: mock, chunk_delay: 150ms }}\nmodels:\n{models}"
+        "listen: 127.0.0.1:0\nstore: \"sqlite://{db}/sy.db\"\nauth: none\nserver: {{ header_read_timeout: 500ms, idle_timeout: 1s, shutdown_grace: 20s }}\nproviders:\n  demo: {{ type: mock, chunk_delay: 150ms }}\nmodels:\n{models}",
+        db = dir.display()
     );
     std::fs::write(&path, text).unwrap();
     path

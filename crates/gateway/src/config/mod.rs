@@ -40,7 +40,10 @@ pub struct Config {
     /// `providers_from_env`).
     pub direct_routes: bool,
     pub store: Option<String>,
-    pub redis: Option<String>,
+    pub redis: Option<Secret>,
+    pub redis_prefix: String,
+    /// What happens when Redis is unreachable: refuse (default) or admit without limits.
+    pub redis_failure: crate::limits::FailureMode,
     /// Live state of `provider/model` direct-route targets, created on first use (bounded).
     pub direct_state: std::sync::Mutex<HashMap<(String, String), Arc<TargetStats>>>,
 }
@@ -197,7 +200,12 @@ pub struct Key {
     pub name: String,
     /// SHA-256 of the secret; the secret itself is not kept.
     pub hash: [u8; 32],
+    /// The first characters of the secret, for people to recognise the key.
+    pub prefix: String,
     pub models: Vec<String>,
+    pub limits: crate::limits::Limits,
+    /// Unix milliseconds.
+    pub expires_at: Option<i64>,
 }
 
 /// Every problem found in a configuration, each with its YAML path and line.

@@ -16,6 +16,8 @@ pub struct File {
     pub store: Option<String>,
     pub redis: Option<String>,
     pub redis_failure: Option<String>,
+    /// Every Redis key starts with `<redis_prefix>:` (several gateways may share one Redis).
+    pub redis_prefix: Option<String>,
     pub auth: Option<String>,
     /// Also register every provider whose API key is in the environment (the zero-config
     /// behaviour), exposing its models as `provider/model`.

@@ -62,8 +62,52 @@ pub fn size(s: &str) -> Result<usize, String> {
     Ok(bytes as usize)
 }
 
+/// A point in time as unix milliseconds: `2027-01-31`, `2027-01-31T12:00:00Z`, or unix seconds.
+pub fn timestamp_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    let bad = || format!("'{s}' is not a date (2027-01-31, 2027-01-31T12:00:00Z or unix seconds)");
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00Z"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let time = time.trim_end_matches('Z');
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [y, m, day] = <[i64; 3]>::try_from(d).map_err(|_| bad())?;
+    let [hh, mm, ss] = <[i64; 3]>::try_from(t).map_err(|_| bad())?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400) + hh * 3600 + mm * 60 + ss) * 1000)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_timestamps() {
+        assert_eq!(super::timestamp_ms("1970-01-02"), Ok(86_400_000));
+        assert_eq!(
+            super::timestamp_ms("2000-03-01T00:00:01Z"),
+            Ok(951_868_801_000)
+        );
+        assert_eq!(super::timestamp_ms("1700000000"), Ok(1_700_000_000_000));
+        assert!(super::timestamp_ms("next tuesday").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -207,7 +207,6 @@ pub fn validate(
         }
     }
 
-    cx.unsupported("redis", file.redis.is_some());
     cx.unsupported(
         "telemetry.otlp_endpoint",
         file.telemetry
@@ -336,20 +335,49 @@ pub fn validate(
             }
         }
         cx.unsupported(format!("{path}.team"), k.team.is_some());
-        cx.unsupported(format!("{path}.rpm"), k.rpm.is_some());
-        cx.unsupported(format!("{path}.tpm"), k.tpm.is_some());
-        cx.unsupported(
-            format!("{path}.max_concurrency"),
-            k.max_concurrency.is_some(),
-        );
-        cx.unsupported(format!("{path}.budget"), k.budget.is_some());
-        cx.unsupported(format!("{path}.budget_period"), k.budget_period.is_some());
-        cx.unsupported(format!("{path}.expires_at"), k.expires_at.is_some());
+        let period = match k.budget_period.as_deref() {
+            None => crate::limits::Period::Lifetime,
+            Some(p) => match p.parse::<crate::limits::Period>() {
+                Ok(p) => p,
+                Err(_) => {
+                    cx.problem(
+                        format!("{path}.budget_period"),
+                        format!("'{p}' is not a budget period (1d, 7d, 30d, 1mo)"),
+                    );
+                    crate::limits::Period::Lifetime
+                }
+            },
+        };
+        if k.budget_period.is_some() && k.budget.is_none() {
+            cx.problem(
+                format!("{path}.budget_period"),
+                "budget_period needs a budget",
+            );
+        }
+        let expires_at = k
+            .expires_at
+            .as_deref()
+            .and_then(|e| match units::timestamp_ms(e) {
+                Ok(t) => Some(t),
+                Err(msg) => {
+                    cx.problem(format!("{path}.expires_at"), msg);
+                    None
+                }
+            });
+        let limits = crate::limits::Limits {
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_concurrency: k.max_concurrency,
+            budget: k.budget.map(|usd| crate::limits::Budget { usd, period }),
+        };
         let _ = &k.metadata;
         keys.push(Key {
             name: k.name,
             hash: crate::auth::hash(&k.secret),
+            prefix: k.secret.chars().take(10).collect(),
             models: k.models.unwrap_or_default(),
+            limits,
+            expires_at,
         });
     }
 
@@ -366,7 +394,13 @@ pub fn validate(
             keys,
             direct_routes: file.providers_from_env.unwrap_or(false),
             store: file.store,
-            redis: file.redis,
+            redis: file.redis.filter(|r| !r.is_empty()).map(Secret::new),
+            redis_prefix: file.redis_prefix.unwrap_or_else(|| "switchyard".into()),
+            redis_failure: if file.redis_failure.as_deref() == Some("open") {
+                crate::limits::FailureMode::Open
+            } else {
+                crate::limits::FailureMode::Closed
+            },
             direct_state: Default::default(),
         })
     } else {

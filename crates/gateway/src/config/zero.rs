@@ -71,6 +71,8 @@ fn unreachable_config() -> super::Config {
         direct_routes: true,
         store: None,
         redis: None,
+        redis_prefix: "switchyard".into(),
+        redis_failure: crate::limits::FailureMode::Closed,
         direct_state: Default::default(),
     }
 }

@@ -41,7 +41,7 @@ pub async fn count_tokens(State(app): State<Arc<App>>, req: http::Request<Body>)
 async fn count(app: &App, req: http::Request<Body>) -> Result<u64, Error> {
     let config = app.config();
     let (parts, body) = req.into_parts();
-    let caller = auth::authenticate(&config, &parts.headers)?;
+    let caller = auth::authenticate(&config, &app.directory, &parts.headers)?;
     let limit = config.server.max_body_bytes;
     let body = tokio::time::timeout(
         Duration::from_secs(60),
@@ -59,7 +59,7 @@ async fn count(app: &App, req: http::Request<Body>) -> Result<u64, Error> {
     let mut req = anthropic::request::parse_count_tokens(&body)
         .map_err(|e| Error::invalid(e.message().to_string(), None))?;
     let route = routing::resolve(&config, &req.model, None)?;
-    auth::allow(caller, &route.model)?;
+    auth::allow(&caller, &route.model)?;
     let Some(target) = route
         .version
         .targets

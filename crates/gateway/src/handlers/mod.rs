@@ -1,6 +1,7 @@
 //! HTTP handlers: thin adapters from a route to the pipeline or a small admin action.
 
 pub mod admin;
+pub mod admin_keys;
 pub mod anthropic;
 pub mod health;
 pub mod openai;

@@ -27,7 +27,7 @@ pub async fn embeddings(State(app): State<Arc<App>>, req: http::Request<Body>) -
 /// `GET /v1/models`: the public models this caller may use.
 pub async fn models(State(app): State<Arc<App>>, headers: http::HeaderMap) -> Response {
     let config = app.config();
-    let caller = match auth::authenticate(&config, &headers) {
+    let caller = match auth::authenticate(&config, &app.directory, &headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(Protocol::OpenAi),
     };
@@ -35,9 +35,9 @@ pub async fn models(State(app): State<Arc<App>>, headers: http::HeaderMap) -> Re
         .models
         .keys()
         .map(String::as_str)
-        .filter(|m| match caller {
+        .filter(|m| match &caller {
             Caller::Anonymous => true,
-            Caller::Key(k) => k.models.is_empty() || k.models.iter().any(|p| auth::glob(p, m)),
+            Caller::Key(k) => k.allows(m),
         })
         .collect();
     names.sort_unstable();

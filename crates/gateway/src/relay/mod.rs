@@ -37,6 +37,8 @@ pub struct Relay {
     saw_done: bool,
     finished: bool,
     record: Option<usage::Record>,
+    /// The limits reservation, settled with the real usage when the record is finished.
+    reservation: Option<crate::limits::Reservation>,
 }
 
 impl Relay {
@@ -59,7 +61,14 @@ impl Relay {
             saw_done: false,
             finished: false,
             record: Some(record),
+            reservation: None,
         }
+    }
+
+    /// Settles `reservation` with the real usage when the stream ends.
+    pub fn settling(mut self, reservation: Option<crate::limits::Reservation>) -> Self {
+        self.reservation = reservation;
+        self
     }
 
     /// The complete events buffered so far, edited where needed, as one frame.
@@ -150,7 +159,7 @@ impl Relay {
         self.finished = true;
         if let Some(mut r) = self.record.take() {
             r.completed = self.saw_done;
-            usage::emit(r);
+            finish_record(r, self.reservation.take());
         }
     }
 
@@ -163,6 +172,15 @@ impl Relay {
         }
         out
     }
+}
+
+/// Settles the request's reservation with what its record says was used, then hands the record
+/// on. Both happen off the request path.
+pub(crate) fn finish_record(r: usage::Record, reservation: Option<crate::limits::Reservation>) {
+    if let Some(res) = reservation {
+        res.settle_in_background(r.tokens.total(), r.cost.unwrap_or(0.0));
+    }
+    usage::emit(r);
 }
 
 /// Whether a chunk carries a non-null `usage` (cheap byte test first: `"usage":` can only
@@ -273,7 +291,7 @@ impl Drop for Relay {
                 });
                 r.client_gone = true;
             }
-            usage::emit(r);
+            finish_record(r, self.reservation.take());
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::upstream::translate::Decoder;
 use crate::upstream::UpstreamBody;
 use crate::usage;
 
+use super::finish_record;
+
 /// The client's stream format.
 pub enum Encoder {
     OpenAi(openai::stream::Encoder),
@@ -93,6 +95,8 @@ pub struct Translate {
     /// byte and only decoded for accounting.
     raw: Option<providers::sse::Framer>,
     record: Option<usage::Record>,
+    /// The limits reservation, settled with the real usage when the record is finished.
+    reservation: Option<crate::limits::Reservation>,
 }
 
 /// What a translated answer must carry when the provider does not say: an id, the model, the
@@ -119,7 +123,10 @@ impl Stamp {
 }
 
 impl Translate {
-    #[expect(clippy::too_many_arguments, reason = "each part of the relay is distinct; a builder would only rename them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each part of the relay is distinct; a builder would only rename them"
+    )]
     pub fn new(
         upstream: UpstreamBody,
         first: Option<Bytes>,
@@ -145,7 +152,14 @@ impl Translate {
             stamp,
             raw: None,
             record: Some(record),
+            reservation: None,
         }
+    }
+
+    /// Settles `reservation` with the real usage when the stream ends.
+    pub fn settling(mut self, reservation: Option<crate::limits::Reservation>) -> Self {
+        self.reservation = reservation;
+        self
     }
 
     /// Forwards the provider's own events instead of re-encoding them (same protocol).
@@ -261,7 +275,7 @@ impl Translate {
         self.ended = true;
         if let Some(mut r) = self.record.take() {
             r.completed = completed;
-            usage::emit(r);
+            finish_record(r, self.reservation.take());
         }
     }
 }
@@ -370,7 +384,7 @@ impl Drop for Translate {
             r.error
                 .get_or_insert_with(|| "client disconnected before the stream completed".into());
             r.client_gone = true;
-            usage::emit(r);
+            finish_record(r, self.reservation.take());
         }
     }
 }

@@ -6,15 +6,21 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Auth, Config, Key};
+use std::sync::Arc;
+
+use crate::config::{Auth, Config};
 use crate::error::{Error, Kind};
 
+pub mod directory;
+
+pub use directory::{Directory, Principal};
+
 /// The caller of a data-plane request.
-#[derive(Debug, Clone, Copy)]
-pub enum Caller<'a> {
+#[derive(Debug, Clone)]
+pub enum Caller {
     /// `auth: none`.
     Anonymous,
-    Key(&'a Key),
+    Key(Arc<Principal>),
 }
 
 pub fn hash(secret: &str) -> [u8; 32] {
@@ -36,8 +42,13 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Step 1 of the pipeline: identify the caller.
-pub fn authenticate<'c>(config: &'c Config, headers: &HeaderMap) -> Result<Caller<'c>, Error> {
+/// Step 1 of the pipeline: identify the caller. The secret is hashed and looked up; it is never
+/// logged or echoed.
+pub fn authenticate(
+    config: &Config,
+    directory: &Directory,
+    headers: &HeaderMap,
+) -> Result<Caller, Error> {
     if config.auth == Auth::None {
         return Ok(Caller::Anonymous);
     }
@@ -48,19 +59,20 @@ pub fn authenticate<'c>(config: &'c Config, headers: &HeaderMap) -> Result<Calle
         ));
     };
     let h = hash(secret);
-    config
-        .keys
-        .iter()
-        .find(|k| bool::from(k.hash.ct_eq(&h)))
-        .map(Caller::Key)
-        .ok_or_else(|| Error::new(Kind::Unauthorized, "Invalid API key."))
+    let Some(p) = directory.lookup(&h) else {
+        return Err(Error::new(Kind::Unauthorized, "Invalid API key."));
+    };
+    if p.expires_at.is_some_and(|t| store::now_ms() >= t) {
+        return Err(Error::new(Kind::Unauthorized, "This API key has expired."));
+    }
+    Ok(Caller::Key(p))
 }
 
 /// Whether the caller may use the public model `model`.
-pub fn allow(caller: Caller<'_>, model: &str) -> Result<(), Error> {
+pub fn allow(caller: &Caller, model: &str) -> Result<(), Error> {
     match caller {
         Caller::Anonymous => Ok(()),
-        Caller::Key(k) if k.models.is_empty() || k.models.iter().any(|p| glob(p, model)) => Ok(()),
+        Caller::Key(k) if k.allows(model) => Ok(()),
         Caller::Key(k) => Err(Error::new(
             Kind::Forbidden,
             format!(

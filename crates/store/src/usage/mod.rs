@@ -1,0 +1,440 @@
+//! Usage records (SPEC §3.4): one per request, written in batches, idempotent by request id;
+//! read back one at a time, as a recent list, as aggregates and as spend for budgets.
+//!
+//! A record is an error when `status >= 400` or `error` is set (a stream that failed after its
+//! first byte keeps status 200 and carries the error). Durations are `f64` milliseconds.
+
+mod aggregate;
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+
+use crate::sql::{from_db, Arg, Where};
+use crate::{Error, Result, Store};
+
+pub use aggregate::{Group, GroupBy, Query};
+
+/// One request, as SPEC §3.4 lists it. `ts` is the request's start, unix milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub request_id: String,
+    pub ts: i64,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    /// The public model name; empty if the request never named a known one.
+    pub model: String,
+    /// Empty when no version was chosen (the request failed before routing).
+    pub version: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub status: u16,
+    pub streamed: bool,
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub overhead_ms: f64,
+    pub attempts: Vec<Attempt>,
+    pub error: Option<String>,
+}
+
+/// One target tried while serving a request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    pub upstream_model: String,
+    /// The upstream's HTTP status; `None` when it never answered (connect error, timeout).
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Which records [`Usage::recent`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<Status>,
+    /// Inclusive lower bound on `ts`.
+    pub since: Option<i64>,
+    /// Exclusive upper bound on `ts`.
+    pub until: Option<i64>,
+    /// Paging: only records strictly older than this one (`(ts, request_id)` of the last record
+    /// of the previous page).
+    pub before: Option<(i64, String)>,
+    /// At most this many (capped at [`MAX_LIMIT`]; 0 means [`DEFAULT_LIMIT`]).
+    pub limit: u32,
+}
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// A status filter: `"429"`, `"5xx"`, `"ok"` or `"error"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Code(u16),
+    /// `4` for 4xx, `5` for 5xx.
+    Class(u8),
+    Ok,
+    Error,
+}
+
+impl FromStr for Status {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Invalid(format!(
+                "status {s:?}: expected a code, 4xx, 5xx, ok or error"
+            ))
+        };
+        match s {
+            "ok" | "success" => Ok(Status::Ok),
+            "error" | "errors" => Ok(Status::Error),
+            _ if s.len() == 3 && s.ends_with("xx") => {
+                let c = s.as_bytes()[0];
+                if (b'1'..=b'5').contains(&c) {
+                    Ok(Status::Class(c - b'0'))
+                } else {
+                    Err(bad())
+                }
+            }
+            _ => s.parse().map(Status::Code).map_err(|_| bad()),
+        }
+    }
+}
+
+/// Whose spend [`Usage::spend`] adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Key(&'a str),
+    Team(&'a str),
+}
+
+/// Usage operations; get one with [`Store::usage`].
+pub struct Usage<'a> {
+    pub(crate) store: &'a Store,
+}
+
+const COLUMNS: &str = "request_id, ts, key_id, team_id, model, version, provider, \
+    upstream_model, status, streamed, input_tokens, cache_read_tokens, cache_write_tokens, \
+    reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, overhead_ms, attempts, error";
+
+const ERROR: &str = "(status >= 400 OR error IS NOT NULL)";
+
+impl Usage<'_> {
+    /// Inserts `records` in one statement on PostgreSQL (`INSERT … SELECT FROM UNNEST`), in
+    /// one transaction of multi-row `INSERT`s (1,000 rows each) on SQLite. A record whose `request_id` is already stored is skipped, so a
+    /// batch can be replayed safely. Returns how many were new.
+    ///
+    /// Never refuses a record for its values: counts above `i64::MAX` are clamped and
+    /// non-finite durations or costs are stored as 0, so one bad record cannot lose a batch.
+    pub async fn insert_batch(&self, records: &[Record]) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        match &self.store.pool {
+            crate::Pool::Postgres(pool) => insert_postgres(pool, records).await,
+            crate::Pool::Sqlite(pool) => insert_sqlite(pool, records).await,
+        }
+    }
+
+    pub async fn get(&self, request_id: &str) -> Result<Option<Record>> {
+        let sql = format!("SELECT {COLUMNS} FROM usage_records WHERE request_id = $1");
+        with_pool!(self.store, pool => {
+            let row = sqlx::query_as::<_, Row>(&sql).bind(request_id).fetch_optional(pool).await?;
+            Ok(row.map(Row::into_record))
+        })
+    }
+
+    /// Records matching `filter`, newest first (ties by request id, descending).
+    pub async fn recent(&self, filter: &Filter) -> Result<Vec<Record>> {
+        let mut w = Where::default();
+        if let Some(k) = &filter.key_id {
+            w.and("key_id =", Arg::Text(k.clone()));
+        }
+        if let Some(t) = &filter.team_id {
+            w.and("team_id =", Arg::Text(t.clone()));
+        }
+        if let Some(m) = &filter.model {
+            w.and("model =", Arg::Text(m.clone()));
+        }
+        match filter.status {
+            None => {}
+            Some(Status::Code(c)) => {
+                w.and("status =", Arg::Int(i64::from(c)));
+            }
+            Some(Status::Class(c)) => {
+                w.and("status >=", Arg::Int(i64::from(c) * 100));
+                w.and("status <", Arg::Int(i64::from(c) * 100 + 100));
+            }
+            Some(Status::Ok) => {
+                w.and_raw("status < 400 AND error IS NULL");
+            }
+            Some(Status::Error) => {
+                w.and_raw(ERROR);
+            }
+        }
+        if let Some(s) = filter.since {
+            w.and("ts >=", Arg::Int(s));
+        }
+        if let Some(u) = filter.until {
+            w.and("ts <", Arg::Int(u));
+        }
+        if let Some((ts, id)) = &filter.before {
+            // Row-value comparison: older than the cursor in (ts, request_id) order.
+            w.and_pair("(ts, request_id) <", Arg::Int(*ts), Arg::Text(id.clone()));
+        }
+        let limit = match filter.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM usage_records{} ORDER BY ts DESC, request_id DESC LIMIT {limit}",
+            w.sql
+        );
+        with_pool!(self.store, pool => {
+            let rows = bind_args!(sqlx::query_as::<_, Row>(&sql), &w.args)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().map(Row::into_record).collect())
+        })
+    }
+
+    /// USD spent by a key or a team since `since` (inclusive; `None`: ever). Budgets use it.
+    pub async fn spend(&self, scope: Scope<'_>, since: Option<i64>) -> Result<f64> {
+        let (column, id) = match scope {
+            Scope::Key(id) => ("key_id", id),
+            Scope::Team(id) => ("team_id", id),
+        };
+        let sql = format!(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage_records WHERE {column} = $1 AND ts >= $2"
+        );
+        let since = since.unwrap_or(i64::MIN);
+        with_pool!(self.store, pool => Ok(
+            sqlx::query_scalar::<_, f64>(&sql).bind(id).bind(since).fetch_one(pool).await?
+        ))
+    }
+
+    /// Deletes records older than `before` (retention); returns how many.
+    pub async fn prune(&self, before: i64) -> Result<u64> {
+        with_pool!(self.store, pool => {
+            let done = sqlx::query("DELETE FROM usage_records WHERE ts < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn finite(x: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
+
+fn attempts_json(r: &Record) -> String {
+    // Serializing plain structs of strings and numbers cannot fail; an empty list is the
+    // harmless fallback all the same.
+    serde_json::to_string(&r.attempts).unwrap_or_else(|_| "[]".to_owned())
+}
+
+async fn insert_postgres(pool: &sqlx::PgPool, records: &[Record]) -> Result<u64> {
+    let sql = format!(
+        "INSERT INTO usage_records ({COLUMNS}) \
+         SELECT request_id, ts, key_id, team_id, model, version, provider, upstream_model, \
+                status, streamed, input_tokens, cache_read_tokens, cache_write_tokens, \
+                reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, overhead_ms, \
+                attempts::jsonb, error \
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::text[], $8::text[], $9::int8[], $10::bool[], $11::int8[], $12::int8[], \
+                     $13::int8[], $14::int8[], $15::int8[], $16::float8[], $17::float8[], \
+                     $18::float8[], $19::float8[], $20::text[], $21::text[]) \
+              AS u({COLUMNS}) \
+         ON CONFLICT (request_id) DO NOTHING"
+    );
+    let col = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: &dyn Fn(&Record) -> &str| {
+        records
+            .iter()
+            .map(|r| f(r).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let opt_text = |f: &dyn Fn(&Record) -> Option<&String>| {
+        records
+            .iter()
+            .map(|r| f(r).cloned())
+            .collect::<Vec<Option<String>>>()
+    };
+    let float =
+        |f: &dyn Fn(&Record) -> f64| records.iter().map(|r| finite(f(r))).collect::<Vec<f64>>();
+    let done = sqlx::query(&sql)
+        .bind(text(&|r| &r.request_id))
+        .bind(col(&|r| r.ts))
+        .bind(opt_text(&|r| r.key_id.as_ref()))
+        .bind(opt_text(&|r| r.team_id.as_ref()))
+        .bind(text(&|r| &r.model))
+        .bind(text(&|r| &r.version))
+        .bind(text(&|r| &r.provider))
+        .bind(text(&|r| &r.upstream_model))
+        .bind(col(&|r| i64::from(r.status)))
+        .bind(records.iter().map(|r| r.streamed).collect::<Vec<bool>>())
+        .bind(col(&|r| clamp(r.input_tokens)))
+        .bind(col(&|r| clamp(r.cache_read_tokens)))
+        .bind(col(&|r| clamp(r.cache_write_tokens)))
+        .bind(col(&|r| clamp(r.reasoning_tokens)))
+        .bind(col(&|r| clamp(r.output_tokens)))
+        .bind(float(&|r| r.cost_usd))
+        .bind(float(&|r| r.latency_ms))
+        .bind(
+            records
+                .iter()
+                .map(|r| r.ttft_ms.map(finite))
+                .collect::<Vec<Option<f64>>>(),
+        )
+        .bind(float(&|r| r.overhead_ms))
+        .bind(records.iter().map(attempts_json).collect::<Vec<String>>())
+        .bind(opt_text(&|r| r.error.as_ref()))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Rows per SQLite statement: 21 values each, under SQLite's limit of 32,766 bound values.
+const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
+
+async fn insert_sqlite(pool: &sqlx::SqlitePool, records: &[Record]) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let mut inserted = 0;
+    for chunk in records.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
+        for row in 0..chunk.len() {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for col in 1..=21 {
+                if col > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(row * 21 + col).to_string());
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(&r.request_id)
+                .bind(r.ts)
+                .bind(&r.key_id)
+                .bind(&r.team_id)
+                .bind(&r.model)
+                .bind(&r.version)
+                .bind(&r.provider)
+                .bind(&r.upstream_model)
+                .bind(i64::from(r.status))
+                .bind(r.streamed)
+                .bind(clamp(r.input_tokens))
+                .bind(clamp(r.cache_read_tokens))
+                .bind(clamp(r.cache_write_tokens))
+                .bind(clamp(r.reasoning_tokens))
+                .bind(clamp(r.output_tokens))
+                .bind(finite(r.cost_usd))
+                .bind(finite(r.latency_ms))
+                .bind(r.ttft_ms.map(finite))
+                .bind(finite(r.overhead_ms))
+                .bind(attempts_json(r))
+                .bind(&r.error);
+        }
+        inserted += q.execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    request_id: String,
+    ts: i64,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    model: String,
+    version: String,
+    provider: String,
+    upstream_model: String,
+    status: i64,
+    streamed: bool,
+    input_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+    latency_ms: f64,
+    ttft_ms: Option<f64>,
+    overhead_ms: f64,
+    attempts: Json<Vec<Attempt>>,
+    error: Option<String>,
+}
+
+impl Row {
+    fn into_record(self) -> Record {
+        Record {
+            request_id: self.request_id,
+            ts: self.ts,
+            key_id: self.key_id,
+            team_id: self.team_id,
+            model: self.model,
+            version: self.version,
+            provider: self.provider,
+            upstream_model: self.upstream_model,
+            status: u16::try_from(self.status).unwrap_or(0),
+            streamed: self.streamed,
+            input_tokens: from_db(self.input_tokens),
+            cache_read_tokens: from_db(self.cache_read_tokens),
+            cache_write_tokens: from_db(self.cache_write_tokens),
+            reasoning_tokens: from_db(self.reasoning_tokens),
+            output_tokens: from_db(self.output_tokens),
+            cost_usd: self.cost_usd,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            overhead_ms: self.overhead_ms,
+            attempts: self.attempts.0,
+            error: self.error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filters_parse() {
+        assert_eq!("429".parse::<Status>().unwrap(), Status::Code(429));
+        assert_eq!("5xx".parse::<Status>().unwrap(), Status::Class(5));
+        assert_eq!("ok".parse::<Status>().unwrap(), Status::Ok);
+        assert_eq!("error".parse::<Status>().unwrap(), Status::Error);
+        assert!("9xx".parse::<Status>().is_err());
+        assert!("teapot".parse::<Status>().is_err());
+    }
+}

@@ -1,0 +1,386 @@
+use store::usage::{Attempt, Filter, GroupBy, Query, Record, Scope, Status};
+
+use crate::on_both;
+
+const DAY: i64 = 86_400_000;
+/// 2024-03-01T00:00:00Z.
+const T0: i64 = 1_709_251_200_000;
+
+#[allow(clippy::too_many_arguments)]
+fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latency: f64) -> Record {
+    Record {
+        request_id: id.into(),
+        ts,
+        key_id: (!key.is_empty()).then(|| key.to_owned()),
+        team_id: (key == "k1" || key == "k2").then(|| "t1".to_owned()),
+        model: model.into(),
+        version: if model == "summarizer" {
+            "v2".into()
+        } else {
+            "default".into()
+        },
+        provider: "openai".into(),
+        upstream_model: format!("{model}-2024"),
+        status,
+        streamed: ts % 2 == 0,
+        input_tokens: 100,
+        cache_read_tokens: 10,
+        cache_write_tokens: 5,
+        reasoning_tokens: 3,
+        output_tokens: 20,
+        cost_usd: cost,
+        latency_ms: latency,
+        ttft_ms: Some(latency / 2.0),
+        overhead_ms: 0.25,
+        attempts: vec![Attempt {
+            provider: "openai".into(),
+            upstream_model: format!("{model}-2024"),
+            status: Some(status),
+            latency_ms: latency,
+            error: None,
+        }],
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn insert_batch_is_idempotent_and_round_trips() {
+    on_both(|store| async move {
+        let mut failed = rec("req-2", T0 + 1, "k1", "gpt", 200, 0.5, 80.0);
+        failed.error = Some("upstream closed the stream".into());
+        failed.ttft_ms = None;
+        failed.attempts.push(Attempt {
+            provider: "azure".into(),
+            upstream_model: "prod".into(),
+            status: None,
+            latency_ms: 3.5,
+            error: Some("connect timeout".into()),
+        });
+        let batch = vec![
+            rec("req-1", T0, "k1", "gpt", 200, 0.25, 100.0),
+            failed,
+            rec("req-3", T0 + 2, "", "gpt", 401, 0.0, 1.0),
+        ];
+        assert_eq!(store.usage().insert_batch(&batch).await.unwrap(), 3);
+        assert_eq!(
+            store.usage().insert_batch(&batch).await.unwrap(),
+            0,
+            "replayed"
+        );
+        assert_eq!(store.usage().insert_batch(&[]).await.unwrap(), 0);
+        // A duplicate inside one batch is stored once too.
+        let twice = vec![
+            rec("req-4", T0 + 3, "k1", "gpt", 200, 1.0, 5.0),
+            rec("req-4", T0 + 3, "k1", "gpt", 200, 1.0, 5.0),
+        ];
+        assert_eq!(store.usage().insert_batch(&twice).await.unwrap(), 1);
+        for r in &batch {
+            assert_eq!(
+                store.usage().get(&r.request_id).await.unwrap().as_ref(),
+                Some(r)
+            );
+        }
+        assert_eq!(store.usage().get("req-nope").await.unwrap(), None);
+        let all = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Model))
+            .await
+            .unwrap();
+        assert_eq!(all[0].requests, 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn aggregates_have_exact_sums_and_percentiles() {
+    on_both(|store| async move {
+        let mut batch = Vec::new();
+        // gpt: 10 requests on day 0, latencies 1..=10, cost 0.125 each, two errors.
+        for i in 0..10 {
+            let status = if i < 2 { 500 } else { 200 };
+            let key = if i % 2 == 0 { "k1" } else { "k2" };
+            batch.push(rec(
+                &format!("g{i}"),
+                T0 + i,
+                key,
+                "gpt",
+                status,
+                0.125,
+                (i + 1) as f64,
+            ));
+        }
+        // summarizer: 4 requests on day 1, one without a key, one failing mid-stream.
+        for i in 0..4 {
+            let key = if i == 3 { "" } else { "k3" };
+            let mut r = rec(
+                &format!("s{i}"),
+                T0 + DAY + i,
+                key,
+                "summarizer",
+                200,
+                0.5,
+                10.0,
+            );
+            if i == 2 {
+                r.error = Some("stream cut".into());
+            }
+            batch.push(r);
+        }
+        assert_eq!(store.usage().insert_batch(&batch).await.unwrap(), 14);
+
+        let by_model = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Model))
+            .await
+            .unwrap();
+        assert_eq!(by_model.len(), 2);
+        let gpt = &by_model[0];
+        assert_eq!(gpt.group.as_deref(), Some("gpt"));
+        assert_eq!((gpt.requests, gpt.errors), (10, 2));
+        assert_eq!((gpt.input_tokens, gpt.output_tokens), (1000, 200));
+        assert_eq!(
+            (
+                gpt.cache_read_tokens,
+                gpt.cache_write_tokens,
+                gpt.reasoning_tokens
+            ),
+            (100, 50, 30)
+        );
+        assert_eq!(gpt.cost_usd, 1.25);
+        assert!((gpt.p50_ms - 5.5).abs() < 1e-9, "{}", gpt.p50_ms);
+        assert!((gpt.p95_ms - 9.55).abs() < 1e-9, "{}", gpt.p95_ms);
+        let sum = &by_model[1];
+        assert_eq!(sum.group.as_deref(), Some("summarizer"));
+        assert_eq!((sum.requests, sum.errors, sum.cost_usd), (4, 1, 2.0));
+        assert_eq!((sum.p50_ms, sum.p95_ms), (10.0, 10.0));
+
+        let by_key = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Key))
+            .await
+            .unwrap();
+        let keys: Vec<_> = by_key
+            .iter()
+            .map(|g| (g.group.clone(), g.requests))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (Some("k1".into()), 5),
+                (Some("k2".into()), 5),
+                (Some("k3".into()), 3),
+                (None, 1)
+            ]
+        );
+        let by_team = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Team))
+            .await
+            .unwrap();
+        assert_eq!(by_team[0].group.as_deref(), Some("t1"));
+        assert_eq!((by_team[0].requests, by_team[0].cost_usd), (10, 1.25));
+
+        let by_day = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Day))
+            .await
+            .unwrap();
+        let days: Vec<_> = by_day
+            .iter()
+            .map(|g| (g.group.clone().unwrap(), g.requests))
+            .collect();
+        assert_eq!(
+            days,
+            vec![("2024-03-01".into(), 10), ("2024-03-02".into(), 4)]
+        );
+
+        let by_version = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Version))
+            .await
+            .unwrap();
+        let labels: Vec<_> = by_version
+            .iter()
+            .map(|g| g.group.clone().unwrap())
+            .collect();
+        assert_eq!(labels, vec!["gpt@default", "summarizer@v2"]);
+
+        let by_provider = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Provider))
+            .await
+            .unwrap();
+        assert_eq!(by_provider.len(), 1);
+        assert_eq!(
+            (by_provider[0].requests, by_provider[0].cost_usd),
+            (14, 3.25)
+        );
+
+        // Time range [since, until) and filters.
+        let mut q = Query::new(GroupBy::Model);
+        q.since = Some(T0 + 5);
+        q.until = Some(T0 + DAY + 2);
+        let ranged = store.usage().aggregate(&q).await.unwrap();
+        let counts: Vec<_> = ranged.iter().map(|g| g.requests).collect();
+        assert_eq!(counts, vec![5, 2]);
+        let mut q = Query::new(GroupBy::Key);
+        q.model = Some("gpt".into());
+        q.key_id = Some("k2".into());
+        let one = store.usage().aggregate(&q).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].requests, one[0].cost_usd), (5, 0.625));
+        // Latencies 2, 4, 6, 8, 10: p50 6, p95 at position 3.8 -> 9.6.
+        assert!((one[0].p50_ms - 6.0).abs() < 1e-9, "{}", one[0].p50_ms);
+        assert!((one[0].p95_ms - 9.6).abs() < 1e-9, "{}", one[0].p95_ms);
+        let mut q = Query::new(GroupBy::Team);
+        q.team_id = Some("t-none".into());
+        assert!(store.usage().aggregate(&q).await.unwrap().is_empty());
+
+        let plan = store
+            .usage()
+            .explain_aggregate(&Query::new(GroupBy::Model))
+            .await
+            .unwrap();
+        assert!(!plan.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recent_is_newest_first_with_filters_and_paging() {
+    on_both(|store| async move {
+        let mut batch = Vec::new();
+        for i in 0..6 {
+            let status = [200, 429, 200, 503, 200, 200][i as usize];
+            let model = if i % 2 == 0 { "a" } else { "b" };
+            let key = if i < 3 { "k1" } else { "k2" };
+            batch.push(rec(
+                &format!("r{i}"),
+                T0 + i * 1000,
+                key,
+                model,
+                status,
+                0.0,
+                1.0,
+            ));
+        }
+        // Two records in the same millisecond: ordered by request id, descending.
+        batch.push(rec("r5b", T0 + 5000, "k2", "a", 200, 0.0, 1.0));
+        batch[4].error = Some("client went away".into());
+        store.usage().insert_batch(&batch).await.unwrap();
+        let ids = |rs: Vec<Record>| rs.into_iter().map(|r| r.request_id).collect::<Vec<_>>();
+
+        let all = ids(store.usage().recent(&Filter::default()).await.unwrap());
+        assert_eq!(all, vec!["r5b", "r5", "r4", "r3", "r2", "r1", "r0"]);
+        let f = Filter {
+            key_id: Some("k1".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r2", "r1", "r0"]
+        );
+        let f = Filter {
+            model: Some("b".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r5", "r3", "r1"]
+        );
+        let f = Filter {
+            status: Some(Status::Code(429)),
+            ..Filter::default()
+        };
+        assert_eq!(ids(store.usage().recent(&f).await.unwrap()), vec!["r1"]);
+        let f = Filter {
+            status: Some(Status::Class(5)),
+            ..Filter::default()
+        };
+        assert_eq!(ids(store.usage().recent(&f).await.unwrap()), vec!["r3"]);
+        let f = Filter {
+            status: Some(Status::Error),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r4", "r3", "r1"]
+        );
+        let f = Filter {
+            status: Some(Status::Ok),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r5b", "r5", "r2", "r0"]
+        );
+        let f = Filter {
+            since: Some(T0 + 2000),
+            until: Some(T0 + 4000),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r3", "r2"]
+        );
+        let f = Filter {
+            key_id: Some("k2".into()),
+            model: Some("a".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(store.usage().recent(&f).await.unwrap()),
+            vec!["r5b", "r4"]
+        );
+
+        // Pages of two, following the cursor.
+        let mut pages = Vec::new();
+        let mut f = Filter {
+            limit: 2,
+            ..Filter::default()
+        };
+        loop {
+            let page = store.usage().recent(&f).await.unwrap();
+            let Some(last) = page.last() else { break };
+            f.before = Some((last.ts, last.request_id.clone()));
+            pages.push(ids(page));
+        }
+        assert_eq!(
+            pages,
+            vec![
+                vec!["r5b", "r5"],
+                vec!["r4", "r3"],
+                vec!["r2", "r1"],
+                vec!["r0"]
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn spend_adds_up_per_key_and_team_since_a_time() {
+    on_both(|store| async move {
+        let batch = vec![
+            rec("a", T0, "k1", "m", 200, 0.25, 1.0),
+            rec("b", T0 + DAY, "k1", "m", 200, 0.5, 1.0),
+            rec("c", T0 + DAY, "k2", "m", 200, 2.0, 1.0),
+            rec("d", T0 + 2 * DAY, "k3", "m", 200, 8.0, 1.0),
+        ];
+        store.usage().insert_batch(&batch).await.unwrap();
+        let spend = |scope, since| {
+            let store = store.clone();
+            async move { store.usage().spend(scope, since).await.unwrap() }
+        };
+        assert_eq!(spend(Scope::Key("k1"), None).await, 0.75);
+        assert_eq!(spend(Scope::Key("k1"), Some(T0 + 1)).await, 0.5);
+        assert_eq!(spend(Scope::Key("k1"), Some(T0 + DAY + 1)).await, 0.0);
+        assert_eq!(spend(Scope::Team("t1"), None).await, 2.75);
+        assert_eq!(spend(Scope::Team("t1"), Some(T0 + DAY)).await, 2.5);
+        assert_eq!(spend(Scope::Key("nobody"), None).await, 0.0);
+
+        assert_eq!(store.usage().prune(T0 + DAY).await.unwrap(), 1);
+        assert_eq!(spend(Scope::Key("k1"), None).await, 0.5);
+    })
+    .await;
+}
