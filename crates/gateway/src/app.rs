@@ -114,6 +114,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(handlers::health::metrics))
         .route("/admin/v1/reload", post(handlers::admin::reload))
         .route("/admin/v1/models", get(handlers::admin::models))
+        .route("/admin/v1/usage", get(handlers::usage::usage))
+        .route("/admin/v1/requests", get(handlers::usage::requests))
+        .route("/v1/generation", get(handlers::usage::generation))
         .route(
             "/admin/v1/keys",
             post(handlers::admin_keys::create_key).get(handlers::admin_keys::list_keys),

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchyard::{config, server};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// TEMP-PROFILE
+// TEMP-PROFILE
 
 #[derive(Parser)]
 #[command(

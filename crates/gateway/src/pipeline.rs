@@ -230,7 +230,7 @@ async fn run(
 
     // 6. Admit: reserve the request, its estimated tokens and cost against the key's and
     //    team's limits; settled with the real usage when the request ends, however it ends.
-    let reservation = admit(app, &caller, &route, &facts).await?;
+    let reservation = admit(app, &caller, &route, &facts, &body).await?;
     if let Some(r) = &reservation {
         ratelimit_headers(&r.headroom(), &mut cx.headers);
     }
@@ -527,6 +527,7 @@ async fn admit(
     caller: &auth::Caller,
     route: &routing::Route,
     facts: &Facts,
+    body: &[u8],
 ) -> Result<Option<limits::Reservation>, Error> {
     let auth::Caller::Key(p) = caller else {
         return Ok(None);
@@ -535,13 +536,20 @@ async fn admit(
         return Ok(None);
     }
     let output = facts.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
-    let tokens = facts.needs.tokens + output;
+    // Tokenize only when a token or budget limit needs the number.
+    let counted = p.scopes.iter().any(|(_, l)| l.tpm.is_some() || l.budget.is_some());
+    let prompt = if counted {
+        crate::tokens::count(std::str::from_utf8(body).unwrap_or_default())
+    } else {
+        facts.needs.tokens
+    };
+    let tokens = prompt + output;
     let price = route
         .version
         .price
         .or_else(|| route.version.targets.iter().find_map(|t| t.price))
         .unwrap_or_default();
-    let cost = (facts.needs.tokens as f64 * price.input + output as f64 * price.output) / 1e6;
+    let cost = (prompt as f64 * price.input + output as f64 * price.output) / 1e6;
     let request = limits::Request {
         scopes: &p.scopes,
         tokens,

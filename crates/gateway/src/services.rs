@@ -59,6 +59,7 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         .sync_config(&config_keys)
         .await
         .map_err(|e| format!("cannot sync the configuration's keys into the store: {e}"))?;
+    std::thread::spawn(crate::tokens::warm);
     let directory = Arc::new(Directory::default());
     directory
         .refresh(&store)

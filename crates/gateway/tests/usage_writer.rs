@@ -294,12 +294,16 @@ impl Outage {
     }
 }
 
+/// Fast retries, so recoveries are seen quickly; the writer's logs go to the test's output.
 fn options(target: &Target) -> Options {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("switchyard=debug")
+        .try_init();
     Options {
         spool_dir: target.spool(),
         retry_min: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
-        store_timeout: Duration::from_secs(3),
         ..Options::default()
     }
 }

@@ -5,6 +5,7 @@ pub mod admin_keys;
 pub mod anthropic;
 pub mod health;
 pub mod openai;
+pub mod usage;
 
 use std::any::Any;
 

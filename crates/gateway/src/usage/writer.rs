@@ -48,7 +48,8 @@ pub struct Options {
     /// until the disk is full.
     pub spool_max_bytes: Option<u64>,
     /// An insert that takes longer counts as failed (its batch is spooled; if it did commit,
-    /// the replay skips it).
+    /// the replay skips it). A guard against a hung connection, not a latency target: a
+    /// store that is merely slow should not be retried, which would only add to its load.
     pub store_timeout: Duration,
     /// The first retry after a store failure, and how often an idle replayer looks at the spool.
     pub retry_min: Duration,
@@ -65,7 +66,7 @@ impl Default for Options {
             spool_dir: PathBuf::from("switchyard-spool"),
             segment_bytes: 16 << 20,
             spool_max_bytes: None,
-            store_timeout: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(30),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
         }
