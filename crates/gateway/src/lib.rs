@@ -15,7 +15,7 @@ pub mod pipeline;
 pub mod relay;
 pub mod routing;
 pub mod server;
-pub mod tokens;
 pub mod services;
+pub mod tokens;
 pub mod upstream;
 pub mod usage;

@@ -537,7 +537,10 @@ async fn admit(
     }
     let output = facts.max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
     // Tokenize only when a token or budget limit needs the number.
-    let counted = p.scopes.iter().any(|(_, l)| l.tpm.is_some() || l.budget.is_some());
+    let counted = p
+        .scopes
+        .iter()
+        .any(|(_, l)| l.tpm.is_some() || l.budget.is_some());
     let prompt = if counted {
         crate::tokens::count(std::str::from_utf8(body).unwrap_or_default())
     } else {

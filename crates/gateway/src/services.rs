@@ -82,7 +82,53 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         .map_err(|e| format!("cannot set up Redis: {e}"))?,
         None => Limiter::in_process(),
     };
+    seed_budgets(&store, &directory, &limiter).await;
+    tokio::spawn(keep_budgets_seeded(
+        store.clone(),
+        directory.clone(),
+        limiter.clone(),
+    ));
     Ok(App::with(config, directory, limiter, Some(store)))
+}
+
+/// Budgets survive restarts: what every key and team with a budget has spent in its current
+/// period is read from the usage records and handed to the limiter, which keeps the larger of
+/// that and what it already counts (so replicas and repeats never lower a spend).
+async fn seed_budgets(store: &store::Store, directory: &Directory, limiter: &Limiter) {
+    let now = limiter.now_ms();
+    let mut seen = std::collections::HashSet::new();
+    for p in directory.principals() {
+        for (scope, l) in &p.scopes {
+            let Some(budget) = l.budget else { continue };
+            if !seen.insert(scope.clone()) {
+                continue;
+            }
+            let start = budget.period.bounds(now).start_ms;
+            let who = match scope.kind {
+                limits::ScopeKind::Key => store::usage::Scope::Key(&scope.id),
+                limits::ScopeKind::Team => store::usage::Scope::Team(&scope.id),
+            };
+            match store.usage().spend(who, Some(start as i64)).await {
+                Ok(usd) if usd > 0.0 => {
+                    if let Err(e) = limiter.load_spend(scope, budget.period, start, usd).await {
+                        tracing::warn!(error = %e, "could not seed a budget's spend");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read spend from the store"),
+            }
+        }
+    }
+}
+
+async fn keep_budgets_seeded(store: store::Store, directory: Arc<Directory>, limiter: Limiter) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        seed_budgets(&store, &directory, &limiter).await;
+    }
 }
 
 fn period(p: limits::Period) -> Option<store::limits::BudgetPeriod> {

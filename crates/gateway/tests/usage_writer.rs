@@ -6,6 +6,8 @@
 //!
 //! Waits are bounded polls of the store or of the writer's counters, never timed sleeps.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -319,7 +321,7 @@ fn record(tag: &str, i: u64) -> Record {
         provider: "mock".into(),
         upstream_model: "mock-1".into(),
         status: 200,
-        streamed: i % 2 == 0,
+        streamed: i.is_multiple_of(2),
         input_tokens: 10,
         output_tokens: i,
         cost_usd: 0.001,

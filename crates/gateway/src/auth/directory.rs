@@ -77,6 +77,11 @@ impl Directory {
         d
     }
 
+    /// Every active key.
+    pub fn principals(&self) -> Vec<Arc<Principal>> {
+        self.by_hash.load().values().cloned().collect()
+    }
+
     pub fn lookup(&self, hash: &[u8; 32]) -> Option<Arc<Principal>> {
         self.by_hash.load().get(hash).cloned()
     }

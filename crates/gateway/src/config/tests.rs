@@ -156,10 +156,23 @@ fn the_quickstart_example_is_valid() {
 
 #[test]
 fn settings_not_enforced_yet_are_refused_not_ignored() {
-    let e = problems("keys:\n  - { name: a, secret: sk-sy-0123456789abcdef, rpm: 60 }\n");
+    let e = problems("keys:\n  - { name: a, secret: sk-sy-0123456789abcdef, team: research }\n");
     assert!(
         e.to_string()
-            .contains("keys[0].rpm: this setting is not supported"),
+            .contains("keys[0].team: this setting is not supported"),
         "{e}"
     );
+}
+
+#[test]
+fn config_keys_carry_limits_and_expiry() {
+    let c = ok("keys:\n  - { name: a, secret: sk-sy-0123456789abcdef, rpm: 60, budget: 5, budget_period: 1d, expires_at: 2030-01-01 }\n");
+    assert_eq!(c.keys[0].limits.rpm, Some(60));
+    assert_eq!(c.keys[0].limits.budget.map(|b| b.usd), Some(5.0));
+    assert_eq!(c.keys[0].expires_at, Some(1_893_456_000_000));
+    assert!(problems(
+        "keys:\n  - { name: a, secret: sk-sy-0123456789abcdef, budget_period: 1d }\n"
+    )
+    .to_string()
+    .contains("budget_period needs a budget"));
 }

@@ -31,17 +31,29 @@ fn bound(q: &HashMap<String, String>, name: &'static str) -> Result<Option<i64>,
 }
 
 /// `GET /v1/generation?id=`.
-pub async fn generation(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn generation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let run = async {
         let config = app.config();
         let caller = auth::authenticate(&config, &app.directory, &headers)?;
-        let id = q.get("id").filter(|i| !i.is_empty()).ok_or_else(|| Error::invalid("Missing required parameter: 'id'.", Some("id")))?;
+        let id = q
+            .get("id")
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| Error::invalid("Missing required parameter: 'id'.", Some("id")))?;
         let r = store(&app)?
             .usage()
             .get(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::new(Kind::NotFound, format!("No generation '{id}' (records are written within a second).")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::NotFound,
+                    format!("No generation '{id}' (records are written within a second)."),
+                )
+            })?;
         // A key sees only its own requests.
         if let Caller::Key(k) = &caller {
             if r.key_id.as_deref() != Some(k.id.as_str()) {
@@ -88,7 +100,11 @@ pub fn generation_view(r: &store::usage::Record) -> Value {
 }
 
 /// `GET /admin/v1/usage?group_by=key|team|model|version|provider|day&since=&until=`.
-pub async fn usage(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn usage(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let run = async {
         auth::admin(&app.config(), &headers)?;
         let group_by: store::usage::GroupBy = q
@@ -102,8 +118,14 @@ pub async fn usage(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
         query.model = q.get("model").cloned();
         query.key_id = q.get("key").cloned();
         query.team_id = q.get("team").cloned();
-        let rows = store(&app)?.usage().aggregate(&query).await.map_err(store_error)?;
-        Ok::<_, Error>(json!({ "object": "list", "group_by": q.get("group_by").map_or("model", String::as_str), "data": rows }))
+        let rows = store(&app)?
+            .usage()
+            .aggregate(&query)
+            .await
+            .map_err(store_error)?;
+        Ok::<_, Error>(
+            json!({ "object": "list", "group_by": q.get("group_by").map_or("model", String::as_str), "data": rows }),
+        )
     };
     match run.await {
         Ok(v) => pipeline::json(&v),
@@ -112,7 +134,11 @@ pub async fn usage(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
 }
 
 /// `GET /admin/v1/requests?key=&model=&status=&limit=&since=&until=`.
-pub async fn requests(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn requests(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let run = async {
         auth::admin(&app.config(), &headers)?;
         let filter = store::usage::Filter {
@@ -121,14 +147,21 @@ pub async fn requests(State(app): State<Arc<App>>, headers: HeaderMap, Query(q):
             model: q.get("model").cloned(),
             status: q
                 .get("status")
-                .map(|s| s.parse().map_err(|e: store::Error| Error::invalid(e.to_string(), Some("status"))))
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: store::Error| Error::invalid(e.to_string(), Some("status")))
+                })
                 .transpose()?,
             since: bound(&q, "since")?,
             until: bound(&q, "until")?,
             before: None,
             limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100),
         };
-        let rows = store(&app)?.usage().recent(&filter).await.map_err(store_error)?;
+        let rows = store(&app)?
+            .usage()
+            .recent(&filter)
+            .await
+            .map_err(store_error)?;
         let data: Vec<Value> = rows.iter().map(generation_view).collect();
         Ok::<_, Error>(json!({ "object": "list", "data": data }))
     };

@@ -176,10 +176,11 @@ static WRITER: OnceLock<Writer> = OnceLock::new();
 /// Makes [`emit`] hand every record to `writer` from now on, for the rest of the process. A
 /// process has at most one: a second call gives its writer back.
 ///
-/// The gateway installs the writer at start-up and, after its graceful drain, calls
-/// `installed().map(Writer::shutdown)` so queued and spooled records reach the store before
-/// exit. Records emitted after that shutdown still go to the spool, to be replayed by the next
-/// start.
+/// A process-wide slot rather than a field of the app state, because records are emitted from
+/// places that hold no app handle (the relay's body streams, finished even after the client has
+/// gone). The gateway installs the writer at start-up and, after its graceful drain, awaits
+/// `usage::installed()`'s [`Writer::shutdown`], so queued and spooled records reach the store
+/// before exit. Records emitted after that still go to the spool, for the next start to replay.
 pub fn install(writer: Writer) -> Result<(), Writer> {
     WRITER.set(writer)
 }

@@ -228,12 +228,11 @@ impl Spool {
 
     /// Sealed segments, oldest first.
     pub fn sealed(&self) -> io::Result<Vec<Segment>> {
-        let open = {
-            let active = self.lock();
-            active.file.as_ref().map(|_| active.seq)
-        };
+        // Every segment before the active one (open, or the next to be created) is sealed, and
+        // segments created while the directory is read get a later number: they are left out.
+        let active = self.lock().seq;
         let mut segments = list(&self.dir)?;
-        segments.retain(|s| Some(s.seq) != open);
+        segments.retain(|s| s.seq < active);
         Ok(segments)
     }
 
@@ -474,6 +473,23 @@ mod tests {
             .path()
             .join(format!("rejected-{:016}.jsonl", seg.seq))
             .exists());
+    }
+
+    #[test]
+    fn a_segment_opened_after_the_listing_started_is_not_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20, None).unwrap();
+        spool.append(&encode(&[record(1)]), false).unwrap();
+        assert!(spool.seal().unwrap());
+        // A file with a later number than the active one (as if created during a listing).
+        fs::write(
+            spool.segment_path(spool.lock().seq + 1),
+            encode(&[record(2)]),
+        )
+        .unwrap();
+        let sealed = spool.sealed().unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert!(sealed[0].seq < spool.lock().seq);
     }
 
     #[test]

@@ -307,6 +307,9 @@ impl Shared {
                         self.flush(&mut buf).await;
                     }
                     self.sync_spool().await;
+                    crate::metrics::global()
+                        .usage_queue_depth
+                        .store((rx.len() + buf.len()) as u64, Relaxed);
                 }
             }
         }
@@ -549,13 +552,21 @@ impl Shared {
             return Some(s.clone());
         }
         let (url, options) = self.connect.as_ref()?;
-        match Store::connect_with(url, options).await {
-            Ok(s) => {
+        let connecting = timeout(
+            self.options.store_timeout,
+            Store::connect_with(url, options),
+        );
+        match connecting.await {
+            Ok(Ok(s)) => {
                 tracing::info!("usage store connected");
                 Some(self.store.get_or_init(|| s).clone())
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "usage store unreachable; records wait in the spool");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("usage store did not answer; records wait in the spool");
                 None
             }
         }

@@ -172,7 +172,12 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
             .unwrap_or(false),
         _ => false,
     };
-    let _ = (raw.temperature, raw.top_p, raw.max_tokens, raw.max_completion_tokens);
+    let _ = (
+        raw.temperature,
+        raw.top_p,
+        raw.max_tokens,
+        raw.max_completion_tokens,
+    );
     let json_schema = match raw.response_format {
         Some(rf) if rf.get() != "null" => {
             #[derive(Deserialize)]
@@ -192,13 +197,15 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
         _ => Vec::new(),
     };
     let provider: Option<ProviderPrefs> = match raw.provider {
-        Some(p) if p.get() != "null" => Some(serde_json::from_str(p.get()).map_err(|e| Invalid {
-            message: format!(
-                "Invalid value for 'provider': {}.",
-                e.to_string().split(" at line ").next().unwrap_or_default()
-            ),
-            param: Some("provider"),
-        })?),
+        Some(p) if p.get() != "null" => {
+            Some(serde_json::from_str(p.get()).map_err(|e| Invalid {
+                message: format!(
+                    "Invalid value for 'provider': {}.",
+                    e.to_string().split(" at line ").next().unwrap_or_default()
+                ),
+                param: Some("provider"),
+            })?)
+        }
         _ => None,
     };
     let strip = [
@@ -238,10 +245,16 @@ impl Request<'_> {
         }
         if self.stream && want_usage && !self.include_usage {
             edits.push(match &self.stream_options_span {
-                Some(span) => (span.clone(), Cow::Owned(merge_include_usage(&body[span.clone()]))),
+                Some(span) => (
+                    span.clone(),
+                    Cow::Owned(merge_include_usage(&body[span.clone()])),
+                ),
                 None => {
                     let at = body.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
-                    (at..at, Cow::Borrowed(&b"\"stream_options\":{\"include_usage\":true},"[..]))
+                    (
+                        at..at,
+                        Cow::Borrowed(&b"\"stream_options\":{\"include_usage\":true},"[..]),
+                    )
                 }
             });
         }
@@ -738,7 +751,11 @@ mod tests {
         assert_eq!(p.order, vec!["a".to_string()]);
         assert_eq!(p.allow_fallbacks, Some(false));
         assert_eq!(p.max_price.unwrap().prompt, Some(1.0));
-        let e = request(br#"{"model":"m","messages":[{"role":"user"}],"provider":{"order":"a"}}"#, Endpoint::Chat).unwrap_err();
+        let e = request(
+            br#"{"model":"m","messages":[{"role":"user"}],"provider":{"order":"a"}}"#,
+            Endpoint::Chat,
+        )
+        .unwrap_err();
         assert_eq!(e.param, Some("provider"));
     }
 
