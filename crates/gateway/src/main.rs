@@ -126,6 +126,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         println!("switchyard listening on http://{addr}");
         let _ = std::io::stdout().flush();
         server::serve(app.clone(), listener, server::signals(app)).await;
+        switchyard::services::stop().await;
         ExitCode::SUCCESS
     })
 }

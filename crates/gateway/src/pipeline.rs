@@ -184,6 +184,8 @@ async fn run(
     let caller = auth::authenticate(config, &app.directory, &parts.headers)?;
     if let (auth::Caller::Key(k), Some(r)) = (&caller, cx.record()) {
         r.key = Some(k.name.clone());
+        r.key_id = Some(k.id.clone());
+        r.team_id.clone_from(&k.team_id);
     }
 
     // 2. Read the body, within the size limit and the request deadline.

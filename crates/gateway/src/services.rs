@@ -82,6 +82,16 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         .map_err(|e| format!("cannot set up Redis: {e}"))?,
         None => Limiter::in_process(),
     };
+    // Usage records: batched into the store off the request path, spooled to disk while it is away.
+    let options = crate::usage::writer::Options {
+        spool_dir: crate::usage::spool::default_dir(&store_url(&config)),
+        ..Default::default()
+    };
+    let writer = crate::usage::writer::Writer::start(store.clone(), options)
+        .map_err(|e| format!("cannot start the usage writer: {e}"))?;
+    if crate::usage::install(writer).is_err() {
+        tracing::warn!("a usage writer was already installed");
+    }
     seed_budgets(&store, &directory, &limiter).await;
     tokio::spawn(keep_budgets_seeded(
         store.clone(),
@@ -146,5 +156,13 @@ pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
+    }
+}
+
+/// Flushes what is still queued for the store (after the graceful drain, before exit).
+pub async fn stop() {
+    if let Some(w) = crate::usage::installed() {
+        let stats = w.shutdown().await;
+        tracing::info!(?stats, "usage records flushed");
     }
 }

@@ -590,3 +590,126 @@ fn the_keys_command_line_works_against_the_store() {
     .status
         == 401));
 }
+
+#[test]
+fn usage_records_reach_the_store_add_up_and_survive_a_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/sy.db", dir.path().display());
+    let cfg = config(dir.path(), "u.yaml", &store, None);
+    let mut gw = start(&cfg, dir.path().join("u.log"));
+    let (key_id, secret) = create_key(&gw, json!({ "name": "metered" }));
+    let mut ids = Vec::new();
+    let mut total = 0.0;
+    for _ in 0..3 {
+        let a = chat(&gw, &secret, "demo-chat");
+        assert_eq!(a.status, 200);
+        total += a
+            .header("x-switchyard-cost")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+        ids.push(a.header("x-request-id").unwrap().to_string());
+    }
+    // One request's record, as the key that made it sees it.
+    let mut generation = Value::Null;
+    assert!(eventually(Duration::from_secs(5), || {
+        let a = http(
+            &gw.addr,
+            "GET",
+            &format!("/v1/generation?id={}", ids[0]),
+            Some(&secret),
+            None,
+        );
+        generation = if a.status == 200 {
+            a.json()
+        } else {
+            Value::Null
+        };
+        a.status == 200
+    }));
+    let g = &generation["data"];
+    assert_eq!(g["model"], "demo-chat");
+    assert_eq!(g["api_key_id"], key_id);
+    assert_eq!(g["tokens_prompt"], 1, "{g}");
+    assert_eq!(g["tokens_completion"], 2, "{g}");
+    // The usage report adds up to what the clients were told.
+    assert!(eventually(Duration::from_secs(5), || {
+        let v = http(
+            &gw.addr,
+            "GET",
+            "/admin/v1/usage?group_by=model",
+            Some(ADMIN),
+            None,
+        )
+        .json();
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["group"] == "demo-chat" && r["requests"] == 3)
+    }));
+    let v = http(
+        &gw.addr,
+        "GET",
+        "/admin/v1/usage?group_by=key",
+        Some(ADMIN),
+        None,
+    )
+    .json();
+    let row = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == key_id.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        (row["cost_usd"].as_f64().unwrap() - total).abs() < 1e-9,
+        "{row} vs {total}"
+    );
+    let recent = http(
+        &gw.addr,
+        "GET",
+        "/admin/v1/requests?limit=2",
+        Some(ADMIN),
+        None,
+    )
+    .json();
+    assert_eq!(recent["data"].as_array().unwrap().len(), 2);
+    assert_eq!(recent["data"][0]["id"], ids[2].as_str(), "newest first");
+
+    // A request answered just before SIGTERM is flushed on the way out.
+    let last = chat(&gw, &secret, "demo-chat");
+    let last_id = last.header("x-request-id").unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let exited = eventually(Duration::from_secs(15), || {
+        gw.child.try_wait().unwrap().is_some()
+    });
+    assert!(exited, "the gateway did not exit");
+    drop(gw);
+    let gw = start(&cfg, dir.path().join("u2.log"));
+    let a = http(
+        &gw.addr,
+        "GET",
+        &format!("/v1/generation?id={last_id}"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(a.status, 401, "the admin key is not a virtual key");
+    let a = http(
+        &gw.addr,
+        "GET",
+        &format!("/v1/generation?id={last_id}"),
+        Some(&secret),
+        None,
+    );
+    assert_eq!(
+        a.status, 200,
+        "the record of the last request was lost: {}",
+        a.body
+    );
+}
