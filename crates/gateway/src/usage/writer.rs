@@ -181,8 +181,9 @@ impl Writer {
         })
     }
 
-    /// Queues a record for the store. Never blocks or waits: when the queue is full (or the
-    /// writer shut down) the record is appended to the spool instead.
+    /// Queues a record for the store. Never awaits and never waits for the store: when the
+    /// queue is full (or the writer has shut down) the record is appended to the spool right
+    /// here instead, one `write(2)` into the page cache under a short lock, without `fsync`.
     pub fn send(&self, record: Record) {
         self.shared.sent.fetch_add(1, Relaxed);
         match self.tx.try_send(record) {
