@@ -18,6 +18,10 @@
 //! - Token counts follow the convention documented on [`Usage`]: the kinds are disjoint and add
 //!   up to the total.
 
+/// The most choices (candidates) an answer may have; a larger index from an upstream is refused
+/// rather than used to size a buffer.
+pub const MAX_CHOICES: u32 = 128;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 

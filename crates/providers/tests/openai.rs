@@ -147,3 +147,17 @@ fn upstream_error_body_parses() {
     let rendered = error::render(&e.kind, &e.message, e.param.as_deref(), e.code.as_deref());
     assert_eq!(json(&rendered), json(&fixture("error_rate_limit.json")));
 }
+
+/// Found by the openai_stream fuzz target: an upstream's choice index sized a buffer (4 billion
+/// entries aborted the process). Now the chunk is refused.
+#[test]
+fn an_absurd_choice_index_is_refused_not_allocated() {
+    let mut d = providers::openai::stream::Decoder::new();
+    let mut out = Vec::new();
+    let chunk = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":4294967295,"delta":{"tool_calls":[{"index":0,"id":"t","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}"#;
+    assert!(d.decode(chunk, &mut out).is_err());
+    let mut e = providers::openai::stream::Encoder::new(true);
+    let mut bytes = Vec::new();
+    e.encode(&providers::canonical::StreamEvent::TextDelta { choice: u32::MAX, text: "x".into() }, &mut bytes);
+    assert!(bytes.is_empty());
+}

@@ -80,7 +80,7 @@ impl Accumulator {
                     name: name.clone(),
                     arguments: String::new(),
                 }));
-                let slot = *choice as usize;
+                let slot = (*choice).min(crate::canonical::MAX_CHOICES) as usize;
                 if self.tool_calls.len() <= slot {
                     self.tool_calls.resize_with(slot + 1, Vec::new);
                 }

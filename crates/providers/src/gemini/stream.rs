@@ -62,6 +62,9 @@ impl Decoder {
         let no_candidates = chunk.candidates.is_empty();
         for (i, c) in chunk.candidates.into_iter().enumerate() {
             let choice = c.index.unwrap_or(i as u32);
+            if choice >= crate::canonical::MAX_CHOICES {
+                return Err(WireError::field("candidates[].index", format_args!("{choice} is not a plausible candidate index")));
+            }
             let parts = c.content.map(|c| c.parts).unwrap_or_default();
             for part in parts {
                 self.part(choice, part, out)?;

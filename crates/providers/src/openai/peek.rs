@@ -267,9 +267,21 @@ impl Request<'_> {
         let mut at = 0;
         for (range, value) in &edits {
             let start = range.start.max(at);
+            let mut end = range.end.max(start);
+            if value.is_empty() && range.start < at {
+                // A removal whose leading comma an earlier removal already took (`{"models":…,
+                // "provider":…, "model":…`): take the comma that follows it instead.
+                let mut e = end;
+                while e < body.len() && body[e].is_ascii_whitespace() {
+                    e += 1;
+                }
+                if e < body.len() && body[e] == b',' {
+                    end = e + 1;
+                }
+            }
             out.extend_from_slice(&body[at..start]);
             out.extend_from_slice(value);
-            at = range.end.max(start);
+            at = end;
         }
         out.extend_from_slice(&body[at..]);
         out
@@ -740,6 +752,23 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("models").is_none());
+    }
+
+    #[test]
+    fn strips_adjacent_gateway_members_in_any_order() {
+        // Found by the openai_peek fuzz target: `models` first, `provider` right after it.
+        for body in [
+            &br#"{"models":["a"],"provider":{"order":["x"]},"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#[..],
+            &br#"{"model":"gpt-4o","models":["a"],"provider":{"order":["x"]},"messages":[{"role":"user","content":"hi"}]}"#[..],
+            &br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"provider":{},"models":[]}"#[..],
+        ] {
+            let r = request(body, Endpoint::Chat).unwrap();
+            let out = r.rewrite(body, "up", true);
+            let v: serde_json::Value = serde_json::from_slice(&out)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+            assert_eq!(v["model"], "up");
+            assert!(v.get("models").is_none() && v.get("provider").is_none(), "{v}");
+        }
     }
 
     #[test]

@@ -159,6 +159,9 @@ impl Encoder {
         finish_reason: Option<String>,
         out: &mut Vec<u8>,
     ) {
+        if choice >= crate::canonical::MAX_CHOICES {
+            return;
+        }
         let slot = choice as usize;
         if self.role_sent.len() <= slot {
             self.role_sent.resize(slot + 1, false);
@@ -241,6 +244,9 @@ impl Decoder {
         }
         for c in chunk.choices {
             let choice = c.index;
+            if choice >= crate::canonical::MAX_CHOICES {
+                return Err(WireError::field("choices[].index", format_args!("{choice} is not a plausible choice index")));
+            }
             let delta = c.delta;
             if let Some(text) = delta
                 .reasoning_content
