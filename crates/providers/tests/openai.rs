@@ -158,6 +158,12 @@ fn an_absurd_choice_index_is_refused_not_allocated() {
     assert!(d.decode(chunk, &mut out).is_err());
     let mut e = providers::openai::stream::Encoder::new(true);
     let mut bytes = Vec::new();
-    e.encode(&providers::canonical::StreamEvent::TextDelta { choice: u32::MAX, text: "x".into() }, &mut bytes);
+    e.encode(
+        &providers::canonical::StreamEvent::TextDelta {
+            choice: u32::MAX,
+            text: "x".into(),
+        },
+        &mut bytes,
+    );
     assert!(bytes.is_empty());
 }

@@ -63,7 +63,10 @@ impl Decoder {
         for (i, c) in chunk.candidates.into_iter().enumerate() {
             let choice = c.index.unwrap_or(i as u32);
             if choice >= crate::canonical::MAX_CHOICES {
-                return Err(WireError::field("candidates[].index", format_args!("{choice} is not a plausible candidate index")));
+                return Err(WireError::field(
+                    "candidates[].index",
+                    format_args!("{choice} is not a plausible candidate index"),
+                ));
             }
             let parts = c.content.map(|c| c.parts).unwrap_or_default();
             for part in parts {

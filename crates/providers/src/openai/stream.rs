@@ -245,7 +245,10 @@ impl Decoder {
         for c in chunk.choices {
             let choice = c.index;
             if choice >= crate::canonical::MAX_CHOICES {
-                return Err(WireError::field("choices[].index", format_args!("{choice} is not a plausible choice index")));
+                return Err(WireError::field(
+                    "choices[].index",
+                    format_args!("{choice} is not a plausible choice index"),
+                ));
             }
             let delta = c.delta;
             if let Some(text) = delta
