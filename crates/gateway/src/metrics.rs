@@ -2,12 +2,21 @@
 //!
 //! Labels are bounded: configured names only (models, versions, providers, outcomes), never key
 //! ids, user ids or prompts; a family that would exceed `MAX_SERIES` series folds the excess
-//! into one series labelled `other`. Updates are a read-locked map lookup and an atomic add.
+//! into one series labelled `other`.
+//!
+//! Updates are on the request path, so they take no lock and touch no shared reference count:
+//! each thread keeps its own handles to the series it has updated (found by a cheap hash of the
+//! label values), and an update is that lookup plus an atomic add on the shared series. The
+//! shared map (behind a lock) is only read the first time a thread meets a series, and by
+//! `render`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
+use std::thread::LocalKey;
 use std::time::Duration;
 
 const MAX_SERIES: usize = 2000;
@@ -19,38 +28,162 @@ const BUCKETS: [f64; 14] = [
 
 type Labels = Box<[Box<str>]>;
 
+/// Maps keyed by a hash this file already computed: the map does not hash it again.
+type Prehashed = BuildHasherDefault<FxHasher>;
+
 /// Series by the hash of their label values (a bucket holds the rare collisions).
-type SeriesMap<T> = HashMap<u64, Vec<(Labels, Arc<T>)>>;
+type SeriesMap<T> = HashMap<u64, Vec<(Labels, Arc<T>)>, Prehashed>;
+
+/// A thread's handles: by (family id, hash of the label values).
+type LocalMap<T> = HashMap<(u64, u64), Vec<(Labels, Arc<T>)>, Prehashed>;
+
+/// A small, fast, non-cryptographic hasher (the Fx hash of rustc): label values are configured
+/// names, not attacker-chosen keys, and a collision only costs a comparison.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+const FX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_K);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Gives every family its own id, the key of the per-thread handles (an address could be
+/// reused by another `Metrics` after this one is dropped, as in tests).
+static NEXT_FAMILY: AtomicU64 = AtomicU64::new(1);
 
 /// Series of one metric by label values: a hash of the values finds the series without
 /// allocating; a new series is created once, under the write lock.
 struct Family<T> {
+    id: u64,
     series: RwLock<SeriesMap<T>>,
 }
 
 impl<T> Default for Family<T> {
     fn default() -> Self {
         Family {
-            series: RwLock::new(HashMap::new()),
+            id: NEXT_FAMILY.fetch_add(1, Relaxed),
+            series: RwLock::new(HashMap::default()),
         }
     }
 }
 
-impl<T: Default> Family<T> {
-    fn cell(&self, labels: &[&str]) -> Arc<T> {
+/// A series type that has per-thread handles.
+trait Series: Default + Send + Sync + 'static {
+    fn local() -> &'static LocalKey<RefCell<LocalMap<Self>>>;
+}
+
+thread_local! {
+    static LOCAL_COUNTERS: RefCell<LocalMap<AtomicU64>> = RefCell::new(HashMap::default());
+    static LOCAL_HISTOGRAMS: RefCell<LocalMap<Buckets>> = RefCell::new(HashMap::default());
+}
+
+impl Series for AtomicU64 {
+    fn local() -> &'static LocalKey<RefCell<LocalMap<Self>>> {
+        &LOCAL_COUNTERS
+    }
+}
+
+impl Series for Buckets {
+    fn local() -> &'static LocalKey<RefCell<LocalMap<Self>>> {
+        &LOCAL_HISTOGRAMS
+    }
+}
+
+impl<T: Series> Family<T> {
+    /// Runs `f` on the series of `labels`, created if new.
+    fn with(&self, labels: &[&str], f: impl FnOnce(&T)) {
         let h = hash(labels);
+        let mut f = Some(f);
+        // The thread's own handle: no lock, no reference count.
+        let hit = T::local()
+            .try_with(|local| {
+                let local = local.borrow();
+                let found = local
+                    .get(&(self.id, h))
+                    .and_then(|b| b.iter().find(|(k, _)| same(k, labels)));
+                match found {
+                    Some((_, c)) => {
+                        if let Some(f) = f.take() {
+                            f(c);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .unwrap_or(false);
+        if hit {
+            return;
+        }
+        let (cell, folded) = self.cell(h, labels);
+        if let Some(f) = f.take() {
+            f(&cell);
+        }
+        // Label sets folded into `other` are not remembered: they would grow the cache
+        // without bound.
+        if !folded {
+            let _ = T::local().try_with(|local| {
+                local
+                    .borrow_mut()
+                    .entry((self.id, h))
+                    .or_default()
+                    .push((labels.iter().map(|l| Box::<str>::from(*l)).collect(), cell));
+            });
+        }
+    }
+
+    /// The shared series of `labels` (hash `h`), created if new; `true` when it was folded
+    /// into `other` because the family is full.
+    fn cell(&self, h: u64, labels: &[&str]) -> (Arc<T>, bool) {
         {
             let map = self.series.read().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = map
                 .get(&h)
                 .and_then(|b| b.iter().find(|(k, _)| same(k, labels)))
             {
-                return c.1.clone();
+                return (c.1.clone(), false);
             }
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map
+            .get(&h)
+            .and_then(|b| b.iter().find(|(k, _)| same(k, labels)))
+        {
+            return (c.1.clone(), false);
+        }
         let total: usize = map.values().map(Vec::len).sum();
-        let (h, key): (u64, Labels) = if total >= MAX_SERIES {
+        let folded = total >= MAX_SERIES;
+        let (h, key): (u64, Labels) = if folded {
             let other: Vec<&str> = labels.iter().map(|_| "other").collect();
             (
                 hash(&other),
@@ -61,11 +194,11 @@ impl<T: Default> Family<T> {
         };
         let bucket = map.entry(h).or_default();
         if let Some(c) = bucket.iter().find(|(k, _)| *k == key) {
-            return c.1.clone();
+            return (c.1.clone(), folded);
         }
         let c = Arc::<T>::default();
         bucket.push((key, c.clone()));
-        c
+        (c, folded)
     }
 
     fn each(&self, mut f: impl FnMut(&Labels, &T)) {
@@ -77,9 +210,13 @@ impl<T: Default> Family<T> {
 }
 
 fn hash(labels: &[&str]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
+    let mut h = FxHasher::default();
+    h.add(labels.len() as u64);
+    for l in labels {
+        h.write(l.as_bytes());
+        // The length separates ["ab", "c"] from ["a", "bc"].
+        h.add(l.len() as u64);
+    }
     h.finish()
 }
 
@@ -90,26 +227,25 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn cell(&self, labels: &[&str]) -> Arc<AtomicU64> {
-        self.family.cell(labels)
-    }
-
     pub fn inc(&self, labels: &[&str]) {
         self.add(labels, 1);
     }
 
     pub fn add(&self, labels: &[&str], n: u64) {
         if n > 0 {
-            self.cell(labels).fetch_add(n, Relaxed);
+            self.family.with(labels, |c| {
+                c.fetch_add(n, Relaxed);
+            });
         }
     }
 
     /// Adds to a float total (kept as f64 bits).
     pub fn add_f64(&self, labels: &[&str], v: f64) {
         if v > 0.0 && v.is_finite() {
-            let c = self.cell(labels);
-            let _ = c.fetch_update(Relaxed, Relaxed, |b| {
-                Some((f64::from_bits(b) + v).to_bits())
+            self.family.with(labels, |c| {
+                let _ = c.fetch_update(Relaxed, Relaxed, |b| {
+                    Some((f64::from_bits(b) + v).to_bits())
+                });
             });
         }
     }
@@ -152,14 +288,16 @@ struct Buckets {
 
 impl Histogram {
     pub fn observe(&self, labels: &[&str], d: Duration) {
-        let cell = self.family.cell(labels);
         let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            cell.counts[i].fetch_add(1, Relaxed);
-        }
-        cell.count.fetch_add(1, Relaxed);
-        cell.sum_us
-            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+        let bucket = BUCKETS.iter().position(|b| secs <= *b);
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.family.with(labels, |cell| {
+            if let Some(i) = bucket {
+                cell.counts[i].fetch_add(1, Relaxed);
+            }
+            cell.count.fetch_add(1, Relaxed);
+            cell.sum_us.fetch_add(us, Relaxed);
+        });
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str, names: &[&str]) {
@@ -371,6 +509,43 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("switchyard_usage_records_dropped_total 0"));
+    }
+
+    #[test]
+    fn each_registry_counts_its_own_updates() {
+        // Per-thread handles are keyed by family, not by address: a registry made after another
+        // one was dropped (at the same address, likely) starts from zero.
+        for _ in 0..3 {
+            let m = Metrics::default();
+            m.requests.inc(&["chat", "v", "p", "200"]);
+            m.requests.add(&["chat", "v", "p", "200"], 2);
+            m.request_duration
+                .observe(&["chat", "v", "p"], Duration::from_millis(1));
+            let text = m.render(&[]);
+            assert!(
+                text.contains("switchyard_requests_total{model=\"chat\",version=\"v\",provider=\"p\",status=\"200\"} 3"),
+                "{text}"
+            );
+            assert!(text.contains("switchyard_request_duration_seconds_count{model=\"chat\",version=\"v\",provider=\"p\"} 1"), "{text}");
+        }
+        // Other threads update the same series.
+        let m = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.fallbacks.inc(&["a"]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(m
+            .render(&[])
+            .contains("switchyard_fallbacks_total{model=\"a\"} 400"));
     }
 
     #[test]

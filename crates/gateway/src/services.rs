@@ -59,7 +59,6 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         .sync_config(&config_keys)
         .await
         .map_err(|e| format!("cannot sync the configuration's keys into the store: {e}"))?;
-    std::thread::spawn(crate::tokens::warm);
     let directory = Arc::new(Directory::default());
     directory
         .refresh(&store)
@@ -83,14 +82,10 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         None => Limiter::in_process(),
     };
     // Usage records: batched into the store off the request path, spooled to disk while it is away.
-    let options = crate::usage::writer::Options {
-        spool_dir: crate::usage::spool::default_dir(&store_url(&config)),
-        ..Default::default()
-    };
-    let writer = crate::usage::writer::Writer::start(store.clone(), options)
-        .map_err(|e| format!("cannot start the usage writer: {e}"))?;
-    if crate::usage::install(writer).is_err() {
-        tracing::warn!("a usage writer was already installed");
+    if config.server.usage_records {
+        start_usage_writer(&config, &store)?;
+    } else {
+        tracing::warn!("server.usage_records is false: no usage records are written (no request log, /v1/generation or budget history)");
     }
     seed_budgets(&store, &directory, &limiter).await;
     tokio::spawn(keep_budgets_seeded(
@@ -99,6 +94,20 @@ pub async fn start(config: Config) -> Result<Arc<App>, String> {
         limiter.clone(),
     ));
     Ok(App::with(config, directory, limiter, Some(store)))
+}
+
+/// Starts the batching usage writer and installs it for `usage::emit`.
+fn start_usage_writer(config: &Config, store: &store::Store) -> Result<(), String> {
+    let options = crate::usage::writer::Options {
+        spool_dir: crate::usage::spool::default_dir(&store_url(config)),
+        ..Default::default()
+    };
+    let writer = crate::usage::writer::Writer::start(store.clone(), options)
+        .map_err(|e| format!("cannot start the usage writer: {e}"))?;
+    if crate::usage::install(writer).is_err() {
+        tracing::warn!("a usage writer was already installed");
+    }
+    Ok(())
 }
 
 /// Budgets survive restarts: what every key and team with a budget has spent in its current

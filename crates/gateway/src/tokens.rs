@@ -19,9 +19,16 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
-/// Loads the tokenizer ahead of the first request that needs it.
-pub fn warm() {
-    let _ = bpe();
+/// Loads the tokenizer on a thread of its own, once, ahead of the first request that needs it
+/// (called when a key with a token or budget limit appears: a gateway without one never pays
+/// the tokenizer's ~40 MiB).
+pub fn warm_in_background() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            let _ = bpe();
+        });
+    });
 }
 
 #[cfg(test)]

@@ -136,6 +136,15 @@ impl Directory {
                 }),
             );
         }
+        // The tokenizer (~40 MiB) is loaded only once some key needs prompt counts.
+        let counts = map.values().any(|p| {
+            p.scopes
+                .iter()
+                .any(|(_, l)| l.tpm.is_some() || l.budget.is_some())
+        });
+        if counts {
+            crate::tokens::warm_in_background();
+        }
         self.by_hash.store(Arc::new(map));
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = versions;
         Ok(true)

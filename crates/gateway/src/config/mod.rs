@@ -59,6 +59,8 @@ pub struct Server {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub usage_log_bodies: bool,
+    /// Whether a usage record is written per request (read at start).
+    pub usage_records: bool,
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: Duration,

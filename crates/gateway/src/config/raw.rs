@@ -38,6 +38,7 @@ pub struct Server {
     pub max_body_bytes: Option<String>,
     pub request_timeout: Option<String>,
     pub usage_log_bodies: Option<bool>,
+    pub usage_records: Option<bool>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,

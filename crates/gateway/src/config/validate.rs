@@ -229,6 +229,7 @@ pub fn validate(
             Duration::from_secs(600),
         ),
         usage_log_bodies: rs.usage_log_bodies.unwrap_or(false),
+        usage_records: rs.usage_records.unwrap_or(true),
         header_read_timeout: cx.duration(
             "server.header_read_timeout",
             rs.header_read_timeout.as_deref(),

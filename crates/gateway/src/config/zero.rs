@@ -60,6 +60,7 @@ fn unreachable_config() -> super::Config {
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(600),
             usage_log_bodies: false,
+            usage_records: true,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),

@@ -33,7 +33,11 @@ pub struct Relay {
     price: Option<Price>,
     /// Longest silence tolerated from the upstream between two chunks.
     idle: Duration,
+    /// Armed for `idle` after the last relayed bytes; it may fire early (it is not moved on
+    /// every chunk, see `idle_elapsed`).
     idle_timer: Pin<Box<Sleep>>,
+    /// When bytes were last relayed.
+    last: tokio::time::Instant,
     saw_done: bool,
     finished: bool,
     record: Option<usage::Record>,
@@ -58,6 +62,7 @@ impl Relay {
             price,
             idle,
             idle_timer: Box::pin(tokio::time::sleep(idle)),
+            last: tokio::time::Instant::now(),
             saw_done: false,
             finished: false,
             record: Some(record),
@@ -163,12 +168,28 @@ impl Relay {
         }
     }
 
-    fn on_bytes(&mut self, data: &[u8]) -> Option<Bytes> {
-        self.framer.push(data);
+    /// Whether the upstream has been silent for `idle` since the last relayed bytes. The timer
+    /// is re-armed here when it fires early, once per `idle` rather than once per chunk.
+    fn idle_elapsed(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.idle_timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let deadline = self.last + self.idle;
+        if tokio::time::Instant::now() >= deadline {
+            return true;
+        }
+        self.idle_timer.as_mut().reset(deadline);
+        self.idle_timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn on_bytes(&mut self, data: Bytes) -> Option<Bytes> {
+        // Not copied: whole events are cut from the chunk as it is.
+        self.framer.push_bytes(data);
         let out = self.drain();
         if out.is_some() {
-            let deadline = tokio::time::Instant::now() + self.idle;
-            self.idle_timer.as_mut().reset(deadline);
+            // A clock read, not a timer-wheel update per chunk: the timer catches up when it
+            // fires.
+            self.last = tokio::time::Instant::now();
         }
         out
     }
@@ -186,9 +207,14 @@ pub(crate) fn finish_record(r: usage::Record, reservation: Option<crate::limits:
 /// Whether a chunk carries a non-null `usage` (cheap byte test first: `"usage":` can only
 /// appear unescaped as a key).
 fn has_usage(data: &[u8]) -> bool {
-    match memchr::memmem::find(data, b"\"usage\":") {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: building a searcher costs more than searching an event.
+    static USAGE_COLON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\":"));
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    match USAGE_COLON.find(data) {
         Some(i) => !data[i + 8..].trim_ascii_start().starts_with(b"null"),
-        None => memchr::memmem::find(data, b"\"usage\"").is_some(),
+        None => USAGE.find(data).is_some(),
     }
 }
 
@@ -215,7 +241,7 @@ impl Body for Relay {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
-            if let Some(out) = this.on_bytes(&first) {
+            if let Some(out) = this.on_bytes(first) {
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
@@ -225,7 +251,7 @@ impl Body for Relay {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    if let Some(out) = this.on_bytes(&data) {
+                    if let Some(out) = this.on_bytes(data) {
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 }
@@ -262,7 +288,7 @@ impl Body for Relay {
                     };
                 }
                 Poll::Pending => {
-                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                    if this.idle_elapsed(cx) {
                         let out = this.fail(
                             "The upstream stopped sending before the stream completed.",
                             "upstream_timeout",

@@ -64,10 +64,17 @@ impl Body for Tracked {
 
 /// A socket that fails its reads once it has been idle (no request in flight, no bytes either
 /// way) for the configured time, which makes hyper close the connection.
+///
+/// Activity only stamps the time; the timer is created the first time the connection waits
+/// with nothing in flight and, when it fires, is re-armed to the last activity plus `idle` if
+/// there was any since. So moving bytes costs a clock read, not a timer-wheel update, and a
+/// connection that is always busy (a held stream) never allocates a timer at all.
 pub struct IdleIo<T> {
     inner: T,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// The last time bytes moved (or a request was in flight while the socket waited).
+    last: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
     active: Arc<Active>,
 }
 
@@ -76,14 +83,32 @@ impl<T> IdleIo<T> {
         IdleIo {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            last: Instant::now(),
+            timer: None,
             active,
         }
     }
 
     fn touch(&mut self) {
-        let at = Instant::now() + self.idle;
-        self.timer.as_mut().reset(at);
+        self.last = Instant::now();
+    }
+
+    /// Ready when the connection has been idle for `idle` since its last activity.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.last + self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // The timer is never later than the deadline (activity only moves the deadline on):
+        // when it fires early, it is re-armed then, once per idle period rather than per read.
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if Instant::now() >= deadline {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(deadline);
+        timer.as_mut().poll(cx)
     }
 }
 
@@ -107,7 +132,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                     self.touch();
                     return Poll::Pending;
                 }
-                match self.timer.as_mut().poll(cx) {
+                match self.poll_idle(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "idle connection",

@@ -10,11 +10,22 @@ mod idle;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tower::Service as _;
 
 use crate::app::{self, App};
+
+/// The first bytes an HTTP/2 client with prior knowledge sends.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How connections are served: plain HTTP/1.1 directly, anything that may be HTTP/2 through
+/// the auto-detecting builder.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    auto: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+}
 
 /// Serves until `stop` resolves, then drains connections for at most the configured grace.
 pub async fn serve(
@@ -24,18 +35,27 @@ pub async fn serve(
 ) {
     let config = app.config();
     let router = app::router(app.clone());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_read_timeout)
         .keep_alive(true);
-    builder
-        .http2()
+    auto.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let idle_timeout = config.server.idle_timeout;
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_read_timeout)
+        .keep_alive(true);
+    let protocols = Arc::new(Protocols {
+        http1,
+        auto,
+        idle_timeout: config.server.idle_timeout,
+    });
     let graceful = GracefulShutdown::new();
+    // Tells connections still waiting for their first bytes that the gateway is stopping.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -51,28 +71,14 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let active = std::sync::Arc::new(idle::Active::default());
-        let io = idle::IdleIo::new(stream, idle_timeout, active.clone());
+        let watcher = graceful.watcher();
+        let protocols = protocols.clone();
         let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let guard = active.enter();
-                let mut router = router.clone();
-                async move {
-                    let resp = router.call(req.map(axum::body::Body::new)).await?;
-                    Ok::<_, std::convert::Infallible>(resp.map(|inner| idle::Tracked {
-                        inner,
-                        _guard: guard,
-                    }))
-                }
-            });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let stopping = stopping.clone();
+        tokio::spawn(connection(stream, protocols, router, watcher, stopping));
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
     let grace = app.config().server.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
@@ -84,6 +90,65 @@ pub async fn serve(
     {
         tracing::warn!("shutdown grace elapsed with requests still in flight");
     }
+}
+
+/// Serves one connection until it closes (or is drained by a graceful stop).
+///
+/// A connection whose first bytes cannot be HTTP/2's preface is served by hyper's HTTP/1
+/// connection directly. That skips the auto builder's version sniffing, which reads the first
+/// bytes into a side buffer and so makes hyper grow the connection's read buffer to 16 KiB, and
+/// re-checks that side buffer on every read. Everything else goes through the auto builder as
+/// before.
+async fn connection(
+    stream: TcpStream,
+    protocols: Arc<Protocols>,
+    router: axum::Router,
+    watcher: Watcher,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let idle_timeout = protocols.idle_timeout;
+    let sniff = tokio::time::timeout(idle_timeout, first_bytes_not_h2(&stream));
+    let plain_http1 = tokio::select! {
+        sniffed = sniff => match sniffed {
+            Ok(Ok(v)) => v,
+            // Closed, failed or silent for the idle timeout: nothing to serve.
+            Ok(Err(_)) | Err(_) => return,
+        },
+        // Stopping before the first request: close, as the auto builder does.
+        _ = stopping.wait_for(|stop| *stop) => return,
+    };
+    drop(stopping);
+    let active = Arc::new(idle::Active::default());
+    let io = TokioIo::new(idle::IdleIo::new(stream, idle_timeout, active.clone()));
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let guard = active.enter();
+        let mut router = router.clone();
+        async move {
+            let resp = router.call(req.map(axum::body::Body::new)).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| idle::Tracked {
+                inner,
+                _guard: guard,
+            }))
+        }
+    });
+    if plain_http1 {
+        let conn = protocols.http1.serve_connection(io, service);
+        let _ = watcher.watch(conn).await;
+    } else {
+        let conn = protocols.auto.serve_connection_with_upgrades(io, service);
+        let _ = watcher.watch(conn.into_owned()).await;
+    }
+}
+
+/// Whether the connection's first bytes already differ from HTTP/2's preface (so it is
+/// HTTP/1). `false` when they match it so far: the auto builder decides.
+async fn first_bytes_not_h2(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut buf = [0u8; 24];
+    let n = stream.peek(&mut buf).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf[..n] != H2_PREFACE[..n])
 }
 
 /// Resolves on SIGTERM or SIGINT; reloads the configuration on every SIGHUP meanwhile.

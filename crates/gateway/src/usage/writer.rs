@@ -60,7 +60,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            batch_size: 500,
+            batch_size: 1000,
             flush_interval: Duration::from_millis(100),
             queue_capacity: 10_000,
             spool_dir: PathBuf::from("switchyard-spool"),

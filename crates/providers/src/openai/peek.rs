@@ -8,6 +8,9 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -212,7 +215,7 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
         raw.models.map(|m| member(body, span(body, m.get()))),
         raw.provider.map(|p| member(body, span(body, p.get()))),
     ];
-    let has_images = endpoint == Endpoint::Chat && has_key(body, b"\"image_url\"");
+    let has_images = endpoint == Endpoint::Chat && has_key(body, &IMAGE_URL_KEY);
     Ok(Request {
         model_span: span(body, model_raw.get()),
         stream_options_span: raw
@@ -295,11 +298,17 @@ impl Request<'_> {
     }
 }
 
+/// Searchers for the keys looked for in every body (building one costs more than a search).
+static IMAGE_URL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"image_url\""));
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+
 /// Whether `key` (with its quotes) occurs as an object key: followed by optional white space
 /// and `:`. A string value equal to it is followed by `,`, `]` or `}` instead.
-fn has_key(body: &[u8], key: &[u8]) -> bool {
-    memchr::memmem::find_iter(body, key).any(|i| {
-        body[i + key.len()..]
+fn has_key(body: &[u8], key: &Finder<'_>) -> bool {
+    let len = key.needle().len();
+    key.find_iter(body).any(|i| {
+        body[i + len..]
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|&b| b == b':')
@@ -389,7 +398,19 @@ pub fn usage(body: &[u8]) -> Result<Option<(Usage, Range<usize>)>, serde_json::E
         #[serde(borrow, default)]
         usage: Option<&'a RawValue>,
     }
-    if memchr::memmem::find(body, b"\"usage\"").is_none() {
+    // The common case without serde: a body that is surely valid JSON, read in one pass.
+    if let Some(found) = scan_usage(body) {
+        let Some(span) = found else {
+            return Ok(None);
+        };
+        if body[span.start] != b'{' {
+            return Ok(None);
+        }
+        if let Some(u) = usage_fast(&body[span.clone()]) {
+            return Ok(Some((u, span)));
+        }
+    }
+    if USAGE_KEY.find(body).is_none() {
         // Still a JSON check: a body that is not JSON is an upstream fault either way.
         serde_json::from_slice::<IgnoredAny>(body)?;
         return Ok(None);
@@ -397,7 +418,10 @@ pub fn usage(body: &[u8]) -> Result<Option<(Usage, Range<usize>)>, serde_json::E
     let outer: Outer<'_> = serde_json::from_slice(body)?;
     match outer.usage {
         Some(raw) if raw.get().starts_with('{') => {
-            let usage: Usage = serde_json::from_str(raw.get())?;
+            let usage: Usage = match usage_fast(raw.get().as_bytes()) {
+                Some(u) => u,
+                None => serde_json::from_str(raw.get())?,
+            };
             Ok(Some((usage, span(body, raw.get()))))
         }
         _ => Ok(None),
@@ -419,7 +443,7 @@ pub fn error_message(body: &[u8]) -> Option<String> {
         },
         Text(String),
     }
-    memchr::memmem::find(body, b"\"error\"")?;
+    ERROR_KEY.find(body)?;
     match serde_json::from_slice::<Outer>(body).ok()?.error? {
         Inner::Object { message } => Some(message.unwrap_or_default()),
         Inner::Text(t) => Some(t),
@@ -455,7 +479,470 @@ fn merge_include_usage(stream_options: &[u8]) -> Vec<u8> {
 }
 
 fn json_string(s: &str) -> Vec<u8> {
+    // Nothing to escape (the common case: keys and model names): quote it as it is, which is
+    // what serde_json writes too.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let mut out = Vec::with_capacity(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return out;
+    }
     serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec())
+}
+
+/// `Usage` read from the text of a usage object (valid JSON: serde_json has just captured it)
+/// without serde, for the shape providers send: plain keys, token counts written as unsigned
+/// integers, the two detail objects. `None` for anything else (an escaped key, a repeated key,
+/// a count that is not a plain unsigned integer, a detail that is not an object or null), and
+/// the caller then lets serde decide, so the outcome is always serde's.
+fn usage_fast(raw: &[u8]) -> Option<Usage> {
+    let mut c = Cursor { b: raw, i: 0 };
+    let mut u = Usage::default();
+    let mut seen = [false; 4];
+    c.object(|c, key| {
+        let slot = match key {
+            b"prompt_tokens" => 0,
+            b"completion_tokens" => 1,
+            b"prompt_tokens_details" => 2,
+            b"completion_tokens_details" => 3,
+            _ => return c.skip_value(),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        match slot {
+            0 => u.prompt_tokens = c.unsigned()?,
+            1 => u.completion_tokens = c.unsigned()?,
+            2 => {
+                u.prompt_tokens_details = c
+                    .details(b"cached_tokens")?
+                    .map(|cached_tokens| PromptDetails { cached_tokens })
+            }
+            _ => {
+                u.completion_tokens_details = c
+                    .details(b"reasoning_tokens")?
+                    .map(|reasoning_tokens| CompletionDetails { reasoning_tokens })
+            }
+        }
+        Some(())
+    })?;
+    c.ws();
+    (c.i == raw.len()).then_some(u)
+}
+
+/// One pass over a response body that answers only when it is sure to agree with serde_json
+/// (reading it into `struct { usage: Option<&RawValue> }`): `Some` when `body` is a valid JSON
+/// object, with the span of its top-level `usage` value if there is one; `None` when unsure (a
+/// top level that is not an object, an escaped or non-ASCII top-level key, `usage` twice or not
+/// ASCII, deep nesting, anything invalid), and serde then decides.
+fn scan_usage(body: &[u8]) -> Option<Option<Range<usize>>> {
+    let mut p = Scan { b: body, i: 0 };
+    p.ws();
+    if p.byte()? != b'{' {
+        return None;
+    }
+    let mut usage = None;
+    p.ws();
+    if p.b.get(p.i) == Some(&b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            if p.byte()? != b'"' {
+                return None;
+            }
+            let start = p.i;
+            if p.string()? {
+                // Escaped: serde compares the unescaped key.
+                return None;
+            }
+            let key = &body[start..p.i - 1];
+            if !key.is_ascii() {
+                return None;
+            }
+            p.ws();
+            if p.byte()? != b':' {
+                return None;
+            }
+            p.ws();
+            let v = p.i;
+            p.value()?;
+            if key == b"usage" {
+                if usage.is_some() || !body[v..p.i].is_ascii() {
+                    return None;
+                }
+                usage = Some(v..p.i);
+            }
+            p.ws();
+            match p.byte()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    p.ws();
+    (p.i == body.len()).then_some(usage)
+}
+
+/// The index of the first `"`, `\\` or control character at or after `from`: what ends the
+/// plain run of a JSON string. Eight bytes at a time (most of a response body is string text).
+fn string_special(b: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let quote = x ^ (LO * u64::from(b'"'));
+        let backslash = x ^ (LO * u64::from(b'\\'));
+        // A byte's high bit is set for a zero byte (quote, backslash) or one below 0x20; the
+        // lowest one found is exact (borrows only disturb the bytes above it).
+        let hit = ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (x.wrapping_sub(LO * 0x20) & !x))
+            & HI;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|n| i + n)
+}
+
+/// A JSON validator for [`scan_usage`]: accepts only what serde_json accepts when it skips a
+/// value (`None` for anything else).
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Deeper values are left to serde (it limits nesting too).
+const SCAN_MAX_DEPTH: u32 = 100;
+
+impl Scan<'_> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    /// The rest of a string whose opening quote was read; `Some(true)` if it had escapes.
+    fn string(&mut self) -> Option<bool> {
+        let mut escaped = false;
+        loop {
+            self.i = string_special(self.b, self.i)?;
+            match self.byte()? {
+                b'"' => return Some(escaped),
+                b'\\' => {}
+                // A control character: serde refuses it.
+                _ => return None,
+            }
+            escaped = true;
+            match self.byte()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let hex = self.b.get(self.i..self.i + 4)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    self.i += 4;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let n = self.b[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        self.i += n;
+        n
+    }
+
+    /// `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    fn number(&mut self) -> Option<()> {
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.byte()? {
+            b'0' => {
+                if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.b[self.i..].starts_with(word) {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// One value, whitespace before it already skipped.
+    fn value(&mut self) -> Option<()> {
+        // One bit per open container: set for objects.
+        let mut objects: u128 = 0;
+        let mut depth: u32 = 0;
+        loop {
+            // A value.
+            match self.byte()? {
+                b'{' | b'[' if depth == SCAN_MAX_DEPTH => return None,
+                open @ (b'{' | b'[') => {
+                    let object = open == b'{';
+                    self.ws();
+                    let close = if object { b'}' } else { b']' };
+                    if self.b.get(self.i) == Some(&close) {
+                        self.i += 1;
+                    } else {
+                        objects = (objects << 1) | u128::from(object);
+                        depth += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        self.ws();
+                        continue;
+                    }
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b't' => self.literal(b"rue")?,
+                b'f' => self.literal(b"alse")?,
+                b'n' => self.literal(b"ull")?,
+                b'-' | b'0'..=b'9' => {
+                    self.i -= 1;
+                    self.number()?;
+                }
+                _ => return None,
+            }
+            // After a value: close containers, or go on to the next member or element.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                let object = objects & 1 == 1;
+                self.ws();
+                match self.byte()? {
+                    b',' => {
+                        if object {
+                            self.ws();
+                            self.key()?;
+                        }
+                        self.ws();
+                        break;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return None,
+                }
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// `"key":` of a member inside a skipped value.
+    fn key(&mut self) -> Option<()> {
+        if self.byte()? != b'"' {
+            return None;
+        }
+        self.string()?;
+        self.ws();
+        (self.byte()? == b':').then_some(())
+    }
+}
+
+/// A reader over JSON text already known to be valid.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn ws(&mut self) {
+        while self
+            .b
+            .get(self.i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.i) == Some(&byte)).then(|| self.i += 1)
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    /// An object, `member` called with each key (unescaped keys only) and the cursor on its
+    /// value, which `member` must consume.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.eat(b'"')?;
+            let start = self.i;
+            let len = string_special(self.b, start)? - start;
+            if self.b[start + len] != b'"' {
+                return None;
+            }
+            self.i = start + len + 1;
+            self.eat(b':')?;
+            self.ws();
+            member(self, &self.b[start..start + len])?;
+            if self.eat(b',').is_none() {
+                return self.eat(b'}');
+            }
+        }
+    }
+
+    /// A plain unsigned integer that fits in a `u64` (what serde reads as one without doubt).
+    fn unsigned(&mut self) -> Option<u64> {
+        self.ws();
+        let digits = self.b[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 19 {
+            return None;
+        }
+        let end = self.i + digits;
+        if matches!(self.b.get(end), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in &self.b[self.i..end] {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        self.i = end;
+        Some(n)
+    }
+
+    fn null(&mut self) -> bool {
+        self.ws();
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A details object (`null`: `None`) and its `field` (`null` or absent: 0).
+    fn details(&mut self, field: &[u8]) -> Option<Option<u64>> {
+        if self.null() {
+            return Some(None);
+        }
+        if self.peek()? != b'{' {
+            return None;
+        }
+        let mut value = 0;
+        let mut seen = false;
+        self.object(|c, key| {
+            if key != field {
+                return c.skip_value();
+            }
+            if std::mem::replace(&mut seen, true) {
+                return None;
+            }
+            value = if c.null() { 0 } else { c.unsigned()? };
+            Some(())
+        })?;
+        Some(Some(value))
+    }
+
+    /// Steps over any (valid) value.
+    fn skip_value(&mut self) -> Option<()> {
+        self.ws();
+        let mut depth = 0usize;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    loop {
+                        self.i = string_special(self.b, self.i)?;
+                        match self.b[self.i] {
+                            b'"' => {
+                                self.i += 1;
+                                break;
+                            }
+                            b'\\' => self.i += 2,
+                            _ => return None,
+                        }
+                    }
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.i += 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    self.i += 1;
+                }
+                b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' if depth > 0 => self.i += 1,
+                _ => {
+                    // A number or a literal: up to the next delimiter.
+                    let n = self.b[self.i..]
+                        .iter()
+                        .take_while(|c| {
+                            !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                        })
+                        .count();
+                    if n == 0 {
+                        return None;
+                    }
+                    self.i += n;
+                }
+            }
+            if depth == 0 {
+                return Some(());
+            }
+        }
+    }
 }
 
 /// The byte range of `part` (a slice borrowed from `body`) within `body`.
@@ -795,5 +1282,211 @@ mod tests {
             Some("boom")
         );
         assert_eq!(error_message(br#"{"choices":[]}"#), None);
+    }
+
+    /// The fast usage reader agrees with serde whenever it answers, and answers for the shapes
+    /// providers send.
+    #[test]
+    fn fast_usage_agrees_with_serde() {
+        let cases: &[(&str, bool)] = &[
+            (
+                r#"{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}"#,
+                true,
+            ),
+            (
+                r#"{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":4,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+                true,
+            ),
+            (r#"{ "prompt_tokens" : 1 , "completion_tokens":2 }"#, true),
+            (r#"{}"#, true),
+            (
+                r#"{"prompt_tokens_details":null,"completion_tokens_details":null}"#,
+                true,
+            ),
+            (r#"{"prompt_tokens_details":{"cached_tokens":null}}"#, true),
+            (r#"{"prompt_tokens_details":{}}"#, true),
+            (
+                r#"{"cost":0.5,"x":{"a":[1,{"b":"}]\"{"}],"c":"\\"},"prompt_tokens":7}"#,
+                true,
+            ),
+            (r#"{"prompt_tokens":18446744073709551615}"#, false),
+            (r#"{"prompt_tokens":18446744073709551616}"#, false),
+            (r#"{"prompt_tokens":-1}"#, false),
+            (r#"{"prompt_tokens":-0}"#, false),
+            (r#"{"prompt_tokens":1.0}"#, false),
+            (r#"{"prompt_tokens":1e2}"#, false),
+            (r#"{"prompt_tokens":null}"#, false),
+            (r#"{"prompt_tokens":"1"}"#, false),
+            (r#"{"prompt_tokens":1,"prompt_tokens":2}"#, false),
+            (r#"{"prompt\u005ftokens":5}"#, false),
+            (r#"{"prompt_tokens_details":[5]}"#, false),
+            (r#"{"prompt_tokens_details":5}"#, false),
+            (
+                r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}"#,
+                false,
+            ),
+            (
+                r#"{"completion_tokens_details":{"reasoning_tokens":-3}}"#,
+                false,
+            ),
+        ];
+        for (text, fast) in cases {
+            let by_serde = serde_json::from_str::<Usage>(text).ok();
+            let by_fast = usage_fast(text.as_bytes());
+            assert_eq!(by_fast.is_some(), *fast, "{text}");
+            if let Some(u) = by_fast {
+                assert_eq!(Some(u), by_serde, "{text}");
+            }
+            // And through the public reader, whichever path it takes.
+            let body = format!(r#"{{"id":"x","usage":{text}}}"#);
+            let read = usage(body.as_bytes()).ok().flatten().map(|(u, _)| u);
+            assert_eq!(read, by_serde, "{text}");
+        }
+        assert_eq!(json_string("cost"), b"\"cost\"".to_vec());
+        assert_eq!(json_string("a\"b\n"), serde_json::to_vec("a\"b\n").unwrap());
+        assert_eq!(json_string("é/x"), serde_json::to_vec("é/x").unwrap());
+    }
+
+    #[test]
+    fn string_special_finds_the_first_stop() {
+        let naive = |b: &[u8], from: usize| {
+            b[from..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .map(|n| from + n)
+        };
+        let mut seed: u64 = 42;
+        for _ in 0..5000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = seed.rotate_left(i as u32 * 7) as u8;
+                    // Mostly plain text, sometimes a stop or a high byte.
+                    match r % 16 {
+                        0 => b'"',
+                        1 => b'\\',
+                        2 => r % 32,
+                        3 => 0x80 | r,
+                        _ => b'a' + r % 26,
+                    }
+                })
+                .collect();
+            for from in 0..=len {
+                assert_eq!(
+                    string_special(&bytes, from),
+                    naive(&bytes, from),
+                    "{bytes:?} {from}"
+                );
+            }
+        }
+    }
+
+    /// The reader as it was before the one-pass scan: serde_json only.
+    fn usage_by_serde(body: &[u8]) -> Result<Option<(Usage, Range<usize>)>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Outer<'a> {
+            #[serde(borrow, default)]
+            usage: Option<&'a RawValue>,
+        }
+        if memchr::memmem::find(body, b"\"usage\"").is_none() {
+            serde_json::from_slice::<IgnoredAny>(body)?;
+            return Ok(None);
+        }
+        let outer: Outer<'_> = serde_json::from_slice(body)?;
+        match outer.usage {
+            Some(raw) if raw.get().starts_with('{') => {
+                let usage: Usage = serde_json::from_str(raw.get())?;
+                Ok(Some((usage, span(body, raw.get()))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn same_as_serde(body: &[u8]) {
+        let fast = usage(body);
+        let slow = usage_by_serde(body);
+        match (&fast, &slow) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(body)),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!(
+                "{}: {fast:?} vs serde {slow:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+
+    /// The one-pass reader gives serde's answer on valid, invalid and odd bodies, including
+    /// thousands of random mutations of real ones.
+    #[test]
+    fn one_pass_usage_agrees_with_serde() {
+        let samples: &[&[u8]] = &[
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1741569952,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! \"quoted\" \\ \u00e9 \ud83d\ude00 tab\t","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":31,"total_tokens":50,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_1"}"#,
+            br#"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
+            br#"{"choices":[{"delta":{"content":"usage"}}],"usage":null}"#,
+            br#" { "usage" : { } , "x" : [ 1 , -2.5e+3 , true , false , null , "s" , { } , [ ] ] } "#,
+            br#"{"error":{"message":"bad","type":"x"}}"#,
+            br#"{"data":[{"embedding":[0.1,-0.2,3e-5],"index":0}],"usage":{"prompt_tokens":3,"total_tokens":3}}"#,
+            "{\"usage\":{\"prompt_tokens\":1},\"n\":\"\u{e9}\u{1F600}\"}".as_bytes(),
+            br#"[{"prompt_tokens":1}]"#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            br#"{"us\u0061ge":{"prompt_tokens":4}}"#,
+            br#"{"usage":5}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a":"\u12G4"}"#,
+            b"{\"a\":\"ctl\x01\"}",
+            b"{\"a\":\"\xff\xfe\",\"usage\":{\"prompt_tokens\":2}}",
+            b"{\"usage\":{\"prompt_tokens\":2,\"x\":\"\xff\"}}",
+            b"{\"\xc3\xa9\":1,\"usage\":{\"prompt_tokens\":2}}",
+            br#"{} x"#,
+            br#""#,
+            br#"not json"#,
+        ];
+        for s in samples {
+            same_as_serde(s);
+        }
+        // The shapes providers send take the one-pass path.
+        for s in &samples[..6] {
+            assert!(scan_usage(s).is_some(), "{}", String::from_utf8_lossy(s));
+        }
+        let span = scan_usage(samples[0]).flatten().unwrap();
+        assert!(usage_fast(&samples[0][span]).is_some());
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(150), "]".repeat(150));
+        same_as_serde(deep.as_bytes());
+        let deep = format!(
+            "{{\"usage\":{{}},\"a\":{}1{}}}",
+            "[".repeat(99),
+            "]".repeat(99)
+        );
+        same_as_serde(deep.as_bytes());
+
+        // Random mutations: JSON punctuation, digits and letters inserted, deleted, replaced.
+        let alphabet = b"{}[]\":,\\ -+.eE01239tfnulsaxu\t\n\x01\xc3";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut body = samples[rand(6)].to_vec();
+            for _ in 0..=rand(3) {
+                let at = rand(body.len() + 1);
+                match rand(3) {
+                    0 => body.insert(at, alphabet[rand(alphabet.len())]),
+                    1 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
+                    _ => {}
+                }
+            }
+            same_as_serde(&body);
+        }
     }
 }

@@ -134,7 +134,7 @@ const ERROR: &str = "(status >= 400 OR error IS NOT NULL)";
 
 impl Usage<'_> {
     /// Inserts `records` in one statement on PostgreSQL (`INSERT … SELECT FROM UNNEST`), in
-    /// one transaction of multi-row `INSERT`s (1,000 rows each) on SQLite. A record whose `request_id` is already stored is skipped, so a
+    /// one transaction of multi-row `INSERT`s (100, 10 or 1 rows each: three cached statement shapes) on SQLite. A record whose `request_id` is already stored is skipped, so a
     /// batch can be replayed safely. Returns how many were new.
     ///
     /// Never refuses a record for its values: counts above `i64::MAX` are clamped and
@@ -317,24 +317,43 @@ async fn insert_postgres(pool: &sqlx::PgPool, records: &[Record]) -> Result<u64>
     Ok(done.rows_affected())
 }
 
-/// Rows per SQLite statement: 21 values each, under SQLite's limit of 32,766 bound values.
-const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per SQLite statement, largest first. Only these three statement shapes exist, so the
+/// connection's statement cache holds three prepared statements rather than one per batch
+/// size (each a program of thousands of instructions: caching one per size grew the process
+/// by tens of MiB).
+const SQLITE_ROWS_PER_STATEMENT: [usize; 3] = [100, 10, 1];
+
+/// `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` for `rows` rows.
+fn sqlite_insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        // Anonymous `?` placeholders: SQLite looks named ones (`$n`) up by a linear search,
+        // which makes binding thousands of them quadratic.
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    sql
+}
 
 async fn insert_sqlite(pool: &sqlx::SqlitePool, records: &[Record]) -> Result<u64> {
+    static SQL: std::sync::LazyLock<[String; 3]> =
+        std::sync::LazyLock::new(|| SQLITE_ROWS_PER_STATEMENT.map(sqlite_insert_sql));
     let mut tx = pool.begin().await?;
     let mut inserted = 0;
-    for chunk in records.chunks(SQLITE_ROWS_PER_STATEMENT) {
-        let mut sql = format!("INSERT INTO usage_records ({COLUMNS}) VALUES ");
-        for row in 0..chunk.len() {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            // Anonymous `?` placeholders: SQLite looks named ones (`$n`) up by a linear search,
-            // which makes binding thousands of them quadratic.
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
-        let mut q = sqlx::query(&sql);
+    let mut rest = records;
+    while !rest.is_empty() {
+        let Some(shape) = SQLITE_ROWS_PER_STATEMENT
+            .iter()
+            .position(|&n| n <= rest.len())
+        else {
+            break;
+        };
+        let (chunk, tail) = rest.split_at(SQLITE_ROWS_PER_STATEMENT[shape]);
+        rest = tail;
+        let mut q = sqlx::query(&SQL[shape]);
         for r in chunk {
             q = q
                 .bind(&r.request_id)
