@@ -15,6 +15,7 @@ use crate::auth::Directory;
 use crate::config::{self, Config};
 use crate::handlers;
 use crate::limits::Limiter;
+use crate::telemetry;
 use crate::upstream::client::{self, Client};
 use crate::upstream::RetryBudget;
 
@@ -28,6 +29,9 @@ pub struct App {
     pub limiter: Limiter,
     /// Keys, teams, usage. `None` only for in-process tests.
     pub store: Option<store::Store>,
+    /// Exports traces when `telemetry.otlp_endpoint` is set (read at start; a reload does not
+    /// change it).
+    pub tracer: Option<telemetry::Exporter>,
     /// Serialises reloads (SIGHUP and the admin API may race).
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -45,7 +49,13 @@ impl App {
         limiter: Limiter,
         store: Option<store::Store>,
     ) -> Arc<App> {
+        let tracer = config
+            .telemetry
+            .otlp
+            .as_ref()
+            .and_then(telemetry::Exporter::start);
         Arc::new(App {
+            tracer,
             config: ArcSwap::from_pointee(config),
             client: client::new(),
             retry_budget: RetryBudget::default(),
@@ -85,6 +95,10 @@ impl App {
         })?;
         if loaded.listen != current.listen {
             tracing::warn!(old = %current.listen, new = %loaded.listen, "listen address changed; it takes effect on restart");
+        }
+        let otlp = |c: &Config| c.telemetry.otlp.as_ref().map(|o| o.traces_url.clone());
+        if otlp(&loaded) != otlp(&current) {
+            tracing::warn!("telemetry.otlp_* changed; it takes effect on restart");
         }
         let loaded = Arc::new(loaded);
         self.config.store(loaded.clone());

@@ -16,6 +16,7 @@ pub mod relay;
 pub mod routing;
 pub mod server;
 pub mod services;
+pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
 pub mod usage;

@@ -88,8 +88,14 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     };
     match config::load(&path) {
         Ok(c) => {
+            let traces = c.telemetry.otlp.as_ref().map_or(String::new(), |o| {
+                format!(
+                    ", traces to {}",
+                    switchyard::services::redact(&o.traces_url.to_string())
+                )
+            });
             println!(
-                "{}: valid ({} providers, {} models, {} keys)",
+                "{}: valid ({} providers, {} models, {} keys{traces})",
                 path.display(),
                 c.providers.len(),
                 c.models.len(),
@@ -153,8 +159,8 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         // Scripts and tests read this line to find the port.
         println!("switchyard listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        server::serve(app.clone(), listener, server::signals(app)).await;
-        switchyard::services::stop().await;
+        server::serve(app.clone(), listener, server::signals(app.clone())).await;
+        switchyard::services::stop(&app).await;
         ExitCode::SUCCESS
     })
 }

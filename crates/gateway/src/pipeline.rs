@@ -35,6 +35,7 @@ use crate::error::{Error, Kind, Protocol};
 use crate::limits;
 use crate::relay::{self, Relay};
 use crate::routing;
+use crate::telemetry;
 use crate::upstream::translate::{self, Wire};
 use crate::upstream::{self, Call};
 use crate::usage;
@@ -95,9 +96,13 @@ async fn serve(
         Protocol::Anthropic => "messages",
         _ => endpoint_name(endpoint),
     };
+    let mut record = usage::Record::new(request_id.clone(), name, started);
+    if let Some(exporter) = &app.tracer {
+        record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
+    }
     let mut cx = Ctx {
         headers: HeaderMap::with_capacity(8),
-        record: Some(usage::Record::new(request_id.clone(), name, started)),
+        record: Some(record),
         body_read: false,
     };
     if let Ok(v) = HeaderValue::try_from(request_id) {
@@ -247,6 +252,11 @@ async fn run(
         canonical: &canonical,
         stream: facts.stream,
         deadline,
+        trace: cx
+            .record
+            .as_ref()
+            .and_then(|r| r.trace.as_ref())
+            .map(|t| t.context),
     };
     app.retry_budget.deposit();
     let allow_fallbacks = facts

@@ -168,8 +168,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Flushes what is still queued for the store (after the graceful drain, before exit).
-pub async fn stop() {
+/// Flushes what is still queued for the trace collector and the store (after the graceful
+/// drain, before exit).
+pub async fn stop(app: &App) {
+    if let Some(t) = &app.tracer {
+        t.shutdown().await;
+    }
     if let Some(w) = crate::usage::installed() {
         let stats = w.shutdown().await;
         tracing::info!(?stats, "usage records flushed");

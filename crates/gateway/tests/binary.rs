@@ -305,3 +305,81 @@ fn a_client_disconnect_cancels_a_waiting_upstream_request() {
         "the upstream request kept running after the client left"
     );
 }
+
+/// A minimal OTLP/HTTP receiver on a thread: keeps the body of every request, answers `{}`.
+fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    keep.lock().unwrap().push(String::from_utf8(body).unwrap());
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}");
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn traces_are_flushed_to_the_collector_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, got) = otlp_receiver();
+    let path = write_config(dir.path(), ONE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("telemetry: {{ otlp_endpoint: {url} }}\n{text}"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("traces to {url}/v1/traces")),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut gw = Gateway::start(&path);
+    assert_eq!(
+        gw.status_of("POST", "/v1/chat/completions", &chat("one", false)),
+        200
+    );
+    gw.signal("-TERM");
+    let status =
+        wait_exit(&mut gw.child, Duration::from_secs(15)).expect("the gateway did not exit");
+    assert!(status.success(), "{status:?}");
+    let bodies = got.lock().unwrap().join("\n");
+    assert!(bodies.contains("\"name\":\"chat one\""), "{bodies}");
+    assert!(bodies.contains("\"name\":\"chat m\""), "{bodies}");
+}

@@ -71,7 +71,21 @@ pub struct Server {
 pub struct Telemetry {
     pub json_logs: bool,
     pub log_level: Option<String>,
-    pub otlp_endpoint: Option<String>,
+    /// Where traces go; `None`: no spans are built at all.
+    pub otlp: Option<Otlp>,
+}
+
+/// An OTLP/HTTP trace exporter's settings.
+#[derive(Debug, Clone)]
+pub struct Otlp {
+    /// The base URL as configured, without a trailing slash.
+    pub endpoint: String,
+    /// Where spans are POSTed: `{endpoint}/v1/traces` (or the endpoint itself when it already
+    /// ends with `/v1/traces`).
+    pub traces_url: http::Uri,
+    /// Sent with every export; the values are marked sensitive (never logged).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub service_name: String,
 }
 
 /// A secret string (provider credential, key, admin key): never printed.

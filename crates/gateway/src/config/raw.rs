@@ -47,7 +47,12 @@ pub struct Server {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Telemetry {
+    /// OTLP/HTTP base URL; spans are POSTed to `{otlp_endpoint}/v1/traces`.
     pub otlp_endpoint: Option<String>,
+    /// Headers sent with every export (a collector's token, a tenant).
+    pub otlp_headers: Option<BTreeMap<String, String>>,
+    /// The resource's `service.name` (default `switchyard`).
+    pub service_name: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 }

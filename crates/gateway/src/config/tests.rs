@@ -176,3 +176,54 @@ fn config_keys_carry_limits_and_expiry() {
     .to_string()
     .contains("budget_period needs a budget"));
 }
+
+#[test]
+fn otlp_endpoint_is_accepted_with_headers_and_service_name() {
+    let c = ok("telemetry:\n  otlp_endpoint: http://127.0.0.1:4318/\n  otlp_headers: { authorization: Bearer otlp-token-123 }\n");
+    let o = c.telemetry.otlp.as_ref().unwrap();
+    assert_eq!(o.endpoint, "http://127.0.0.1:4318");
+    assert_eq!(o.traces_url.to_string(), "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(o.service_name, "switchyard");
+    assert_eq!(o.headers[0].0, "authorization");
+    assert!(o.headers[0].1.is_sensitive());
+    assert!(!format!("{c:?}").contains("otlp-token-123"));
+    // A full traces URL is used as is; https goes through the same client as providers.
+    let c = ok("telemetry: { otlp_endpoint: \"https://otel.example.com/v1/traces\", service_name: gw-eu }\n");
+    let o = c.telemetry.otlp.as_ref().unwrap();
+    assert_eq!(
+        o.traces_url.to_string(),
+        "https://otel.example.com/v1/traces"
+    );
+    assert_eq!(o.service_name, "gw-eu");
+    assert!(ok(BASE).telemetry.otlp.is_none());
+}
+
+#[test]
+fn a_bad_otlp_endpoint_is_reported_clearly() {
+    let e = problems("telemetry:\n  log_format: json\n  otlp_endpoint: collector:4318\n");
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(
+        e.to_string().contains(
+            "t.yaml:3: telemetry.otlp_endpoint: 'collector:4318' must be an http:// or https:// URL"
+        ),
+        "{e}"
+    );
+    let e = problems("telemetry:\n  otlp_endpoint: \"http://bad host:4318\"\n");
+    assert!(
+        e.to_string().contains(
+            "t.yaml:2: telemetry.otlp_endpoint: 'http://bad host:4318' is not a valid URL"
+        ),
+        "{e}"
+    );
+    let e = problems("telemetry:\n  otlp_headers: { x-tenant: a }\n");
+    assert!(
+        e.to_string()
+            .contains("telemetry.otlp_headers: otlp_headers needs otlp_endpoint"),
+        "{e}"
+    );
+    let e = problems("telemetry:\n  otlp_endpont: http://127.0.0.1:4318\n");
+    assert!(
+        e.to_string().contains("did you mean `otlp_endpoint`"),
+        "{e}"
+    );
+}

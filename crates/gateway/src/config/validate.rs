@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue};
 
 use super::locate::Lines;
 use super::{
-    raw, units, Auth, Capabilities, Config, Key, Model, Price, Problem, Provider, Secret, Server,
-    Strategy, Target, Telemetry, Version,
+    raw, units, Auth, Capabilities, Config, Key, Model, Otlp, Price, Problem, Provider, Secret,
+    Server, Strategy, Target, Telemetry, Version,
 };
 
 /// The wire protocol of a provider, with what is specific to it.
@@ -207,12 +207,6 @@ pub fn validate(
         }
     }
 
-    cx.unsupported(
-        "telemetry.otlp_endpoint",
-        file.telemetry
-            .as_ref()
-            .is_some_and(|t| t.otlp_endpoint.is_some()),
-    );
     let rs = file.server.unwrap_or_default();
     let server = Server {
         max_body_bytes: match rs.max_body_bytes.as_deref().map(units::size) {
@@ -261,7 +255,7 @@ pub fn validate(
             }
         },
         log_level: rt.log_level,
-        otlp_endpoint: rt.otlp_endpoint,
+        otlp: otlp(&mut cx, rt.otlp_endpoint, rt.otlp_headers, rt.service_name),
     };
 
     let mut providers = BTreeMap::new();
@@ -407,6 +401,74 @@ pub fn validate(
     } else {
         Err(cx.problems)
     }
+}
+
+/// `telemetry.otlp_*`: an http(s) base URL with a host, valid headers, a service name.
+fn otlp(
+    cx: &mut Ctx<'_>,
+    endpoint: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    service_name: Option<String>,
+) -> Option<Otlp> {
+    let Some(endpoint) = endpoint else {
+        if headers.is_some() {
+            cx.problem("telemetry.otlp_headers", "otlp_headers needs otlp_endpoint");
+        }
+        if service_name.is_some() {
+            cx.problem("telemetry.service_name", "service_name needs otlp_endpoint");
+        }
+        return None;
+    };
+    let path = "telemetry.otlp_endpoint";
+    let endpoint = endpoint.trim_end_matches('/').to_string();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        cx.problem(
+            path,
+            format!("'{endpoint}' must be an http:// or https:// URL, like http://127.0.0.1:4318"),
+        );
+        return None;
+    }
+    let url = if endpoint.ends_with("/v1/traces") {
+        endpoint.clone()
+    } else {
+        format!("{endpoint}/v1/traces")
+    };
+    let traces_url = match url.parse::<http::Uri>() {
+        Ok(u) if u.host().is_some_and(|h| !h.is_empty()) && u.query().is_none() => u,
+        _ => {
+            cx.problem(
+                path,
+                format!("'{endpoint}' is not a valid URL (expected http://HOST:PORT, like http://127.0.0.1:4318)"),
+            );
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    for (h, v) in headers.iter().flatten() {
+        match (
+            HeaderName::try_from(h.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            (Ok(h), Ok(mut v)) => {
+                v.set_sensitive(true);
+                out.push((h, v));
+            }
+            _ => cx.problem(
+                format!("telemetry.otlp_headers.{h}"),
+                "not a valid HTTP header name and value",
+            ),
+        }
+    }
+    let service_name = service_name.unwrap_or_else(|| "switchyard".into());
+    if service_name.is_empty() {
+        cx.problem("telemetry.service_name", "service_name cannot be empty");
+    }
+    Some(Otlp {
+        endpoint,
+        traces_url,
+        headers: out,
+        service_name,
+    })
 }
 
 fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Option<Provider> {

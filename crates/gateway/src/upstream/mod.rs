@@ -25,6 +25,7 @@ use providers::canonical::ChatRequest;
 use crate::config::{Provider, ProviderKind, Target, TargetStats, Version};
 use crate::error::{Error, Kind};
 use crate::routing::health::Gate;
+use crate::telemetry::{self, SpanId};
 
 pub use body::UpstreamBody;
 pub use budget::RetryBudget;
@@ -41,6 +42,9 @@ pub struct Call<'a> {
     pub stream: bool,
     /// Absolute deadline of the whole request (server `request_timeout`).
     pub deadline: Instant,
+    /// The request's trace, when traces are exported: each attempt gets a span and sends its
+    /// `traceparent` upstream.
+    pub trace: Option<telemetry::Context>,
 }
 
 /// A response whose status is a success, with its body still to be read or relayed.
@@ -59,7 +63,11 @@ pub struct Attempt {
     pub provider: String,
     pub model: String,
     pub outcome: Outcome,
+    /// When it was sent.
+    pub started: Instant,
     pub elapsed: Duration,
+    /// Its span, when the request is traced.
+    pub span: Option<telemetry::AttemptSpan>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +110,11 @@ impl<'a> Call<'a> {
             .get_or_init(|| providers::openai::request::parse(self.body).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| Failure::Unsupported(e.clone(), None))
+    }
+
+    /// A new span id for an attempt, when the request is traced.
+    fn span(&self) -> Option<SpanId> {
+        self.trace.map(|cx| cx.child())
     }
 
     /// The canonical request addressed to `target`: its model, streaming as asked, usage wanted.
@@ -395,17 +408,21 @@ async fn try_target(
     timeout: Duration,
     attempts: &mut Vec<Attempt>,
 ) -> Answer {
+    let span = call.span();
     let started = Instant::now();
-    let result = attempt(client, target, call, timeout).await;
-    finish(target, ticket, &result, started, attempts);
+    let result = attempt(client, target, call, timeout, span).await;
+    finish(target, ticket, &result, (started, span), attempts);
     result
 }
+
+/// When an attempt started, and its span id if traced.
+type Began = (Instant, Option<SpanId>);
 
 fn finish(
     target: &Target,
     mut ticket: Ticket<'_>,
     result: &Answer,
-    started: Instant,
+    (started, span): Began,
     attempts: &mut Vec<Attempt>,
 ) {
     let elapsed = started.elapsed();
@@ -453,8 +470,17 @@ fn finish(
         provider: target.provider.name.clone(),
         model: target.model.clone(),
         outcome,
+        started,
         elapsed,
+        span: attempt_span(target, span),
     });
+}
+
+fn attempt_span(target: &Target, span: Option<SpanId>) -> Option<telemetry::AttemptSpan> {
+    span.map(|id| telemetry::AttemptSpan {
+        id,
+        provider: target.provider.clone(),
+    })
 }
 
 /// Races `a` against `b` started `after` later; the first success wins and the other is
@@ -469,51 +495,58 @@ async fn hedge<'v>(
     timeout: Duration,
     attempts: &mut Vec<Attempt>,
 ) -> (&'v Target, Answer) {
-    let started = Instant::now();
-    let fa = attempt(client, a, call, timeout);
+    let began_a = (Instant::now(), call.span());
+    let fa = attempt(client, a, call, timeout, began_a.1);
     tokio::pin!(fa);
     tokio::select! {
         r = &mut fa => {
-            finish(a, ta, &r, started, attempts);
+            finish(a, ta, &r, began_a, attempts);
             drop(tb);
             return (a, r);
         }
         () = tokio::time::sleep(after) => {}
     }
-    let started_b = Instant::now();
-    let fb = attempt(client, b, call, timeout.saturating_sub(after));
+    let began_b = (Instant::now(), call.span());
+    let fb = attempt(client, b, call, timeout.saturating_sub(after), began_b.1);
     tokio::pin!(fb);
     tokio::select! {
         r = &mut fa => {
-            finish(a, ta, &r, started, attempts);
+            finish(a, ta, &r, began_a, attempts);
             if r.is_ok() {
-                cancelled(b, tb, started_b, attempts);
+                cancelled(b, tb, began_b, attempts);
                 return (a, r);
             }
             let rb = fb.await;
-            finish(b, tb, &rb, started_b, attempts);
+            finish(b, tb, &rb, began_b, attempts);
             (b, rb)
         }
         r = &mut fb => {
-            finish(b, tb, &r, started_b, attempts);
+            finish(b, tb, &r, began_b, attempts);
             if r.is_ok() {
-                cancelled(a, ta, started, attempts);
+                cancelled(a, ta, began_a, attempts);
                 return (b, r);
             }
             let ra = fa.await;
-            finish(a, ta, &ra, started, attempts);
+            finish(a, ta, &ra, began_a, attempts);
             (a, ra)
         }
     }
 }
 
-fn cancelled(target: &Target, ticket: Ticket<'_>, started: Instant, attempts: &mut Vec<Attempt>) {
+fn cancelled(
+    target: &Target,
+    ticket: Ticket<'_>,
+    (started, span): Began,
+    attempts: &mut Vec<Attempt>,
+) {
     drop(ticket);
     attempts.push(Attempt {
         provider: target.provider.name.clone(),
         model: target.model.clone(),
         outcome: Outcome::Cancelled,
+        started,
         elapsed: started.elapsed(),
+        span: attempt_span(target, span),
     });
 }
 
@@ -603,13 +636,21 @@ fn final_error(last: Option<(Failure, &Provider)>, deadline: Instant) -> Error {
     }
 }
 
-/// One try of one target.
+/// One try of one target; `span` is the attempt's span when traced.
 async fn attempt(
     client: &client::Client,
     target: &Target,
     call: &Call<'_>,
     timeout: Duration,
+    span: Option<SpanId>,
 ) -> Result<(http::Response<UpstreamBody>, Option<Bytes>), Failure> {
+    let traced = |mut req: http::Request<http_body_util::Full<Bytes>>| {
+        if let (Some(cx), Some(span)) = (call.trace, span) {
+            req.headers_mut()
+                .insert(telemetry::TRACEPARENT.clone(), cx.traceparent(span));
+        }
+        req
+    };
     match (&target.provider.kind, call.peek) {
         (ProviderKind::Mock(m), _) => mock::call(m, target, call, timeout).await,
         (
@@ -618,7 +659,7 @@ async fn attempt(
             | ProviderKind::OpenAiCompatible { .. },
             Some(peek),
         ) => {
-            let req = openai::request(target, call, peek)?;
+            let req = traced(openai::request(target, call, peek)?);
             exchange(client, req, call.stream, timeout, &target.provider).await
         }
         _ if call.endpoint != Endpoint::Chat => Err(Failure::Unsupported(
@@ -629,7 +670,7 @@ async fn attempt(
             None,
         )),
         _ => {
-            let req = translate::request(target, &call.for_target(target)?)?;
+            let req = traced(translate::request(target, &call.for_target(target)?)?);
             exchange(client, req, call.stream, timeout, &target.provider).await
         }
     }

@@ -44,6 +44,8 @@ pub struct Record {
     /// A stream reached its `[DONE]` (buffered calls: the answer was produced).
     pub completed: bool,
     pub client_gone: bool,
+    /// The request's trace, when traces are exported: its spans are built from this record.
+    pub trace: Option<crate::telemetry::Trace>,
 }
 
 /// A status code as a label without allocating.
@@ -92,6 +94,7 @@ impl Record {
             error: None,
             completed: false,
             client_gone: false,
+            trace: None,
         }
     }
 
@@ -190,11 +193,14 @@ pub fn installed() -> Option<&'static Writer> {
     WRITER.get()
 }
 
-/// Hands a finished record on: metrics, one log line and, when a writer is [`install`]ed, the
-/// store. Never blocks: the log writer is non-blocking and bounded, and [`Writer::send`] never
-/// waits.
-pub fn emit(r: Record) {
+/// Hands a finished record on: metrics, one log line, the request's spans when it is traced
+/// and, when a writer is [`install`]ed, the store. Never blocks: the log writer is non-blocking
+/// and bounded, and neither [`Writer::send`] nor the trace exporter's queue ever waits.
+pub fn emit(mut r: Record) {
     let latency = r.started.elapsed();
+    if let Some(t) = r.trace.take() {
+        t.finish(&r, latency);
+    }
     let m = crate::metrics::global();
     let status = status_label(r.status);
     m.requests.inc(&[&r.model, &r.version, &r.provider, status]);
@@ -285,19 +291,25 @@ mod tests {
                 provider: "anthropic".into(),
                 model: "claude".into(),
                 outcome: Outcome::Status(StatusCode::TOO_MANY_REQUESTS),
+                started,
                 elapsed: Duration::from_millis(30),
+                span: None,
             },
             Attempt {
                 provider: "openai".into(),
                 model: "gpt-4o".into(),
                 outcome: Outcome::Ok(StatusCode::OK),
+                started,
                 elapsed: Duration::from_millis(50),
+                span: None,
             },
             Attempt {
                 provider: "gemini".into(),
                 model: "flash".into(),
                 outcome: Outcome::Timeout,
+                started,
                 elapsed: Duration::from_millis(20),
+                span: None,
             },
         ];
         r.client_gone = true;
