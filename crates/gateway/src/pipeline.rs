@@ -373,7 +373,8 @@ async fn run(
         X_ATTEMPTS.clone(),
         upstream::attempts_header(success.attempts.len()),
     );
-    let price = target.price.or(route.version.price);
+    // Resolved when the configuration was built: configured, else the catalogue's, else none.
+    let price = target.price;
     let mut record = cx
         .record
         .take()
