@@ -239,6 +239,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub usage_records_dropped: AtomicU64,
     pub usage_queue_depth: AtomicU64,
+    /// Bytes of usage records waiting in the on-disk spool for the store (0 while it keeps up).
+    pub usage_spool_bytes: AtomicU64,
 }
 
 /// A gauge computed when scraped (target health, rollout split).
@@ -332,6 +334,7 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP switchyard_usage_queue_depth Usage records waiting to be written.\n# TYPE switchyard_usage_queue_depth gauge\nswitchyard_usage_queue_depth {}", self.usage_queue_depth.load(Relaxed));
         let _ = writeln!(out, "# HELP switchyard_usage_records_dropped_total Usage records lost (must stay 0).\n# TYPE switchyard_usage_records_dropped_total counter\nswitchyard_usage_records_dropped_total {}", self.usage_records_dropped.load(Relaxed));
+        let _ = writeln!(out, "# HELP switchyard_usage_spool_bytes Usage records waiting on disk for the store to come back, in bytes.\n# TYPE switchyard_usage_spool_bytes gauge\nswitchyard_usage_spool_bytes {}", self.usage_spool_bytes.load(Relaxed));
         out
     }
 }
