@@ -390,14 +390,17 @@ async fn run(
     let (up_parts, mut up_body) = success.response.into_parts();
     if facts.stream {
         let body = if passthrough {
-            Body::new(Relay::new(
-                up_body,
-                success.first,
-                facts.include_usage,
-                price,
-                route.version.timeout,
-                record,
-            ))
+            Body::new(
+                Relay::new(
+                    up_body,
+                    success.first,
+                    facts.include_usage,
+                    price,
+                    route.version.timeout,
+                    record,
+                )
+                .settling(reservation),
+            )
         } else {
             let relay = relay::translate::Translate::new(
                 up_body,

@@ -288,3 +288,55 @@ fn bodies_are_stored_only_when_asked_and_never_logged() {
     }
     drop(mock);
 }
+
+#[test]
+fn a_streamed_openai_answer_is_charged_to_the_budget() {
+    let rt = runtime();
+    let mock = rt
+        .block_on(MockServer::start(Options {
+            api_key: Some(UPSTREAM_KEY.into()),
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "switchyard.yaml",
+        &format!(
+            r#"listen: 127.0.0.1:0
+store: "sqlite://{db}/sy.db"
+admin_key: {ADMIN}
+keys:
+  - {{ name: spender, secret: {CLIENT_KEY}, budget: 2 }}
+providers:
+  openai: {{ type: openai, base_url: "{mock}/v1", api_key: {UPSTREAM_KEY} }}
+models:
+  dear: {{ targets: [{{ provider: openai, model: gpt-4o-mini }}], price: {{ input: 10000, output: 0 }} }}
+"#,
+            db = dir.path().display(),
+            mock = mock.url(),
+        ),
+    );
+    let gw = Gateway::start(&path, dir.path(), dir.path().join("gw.log"));
+    // 40 prompt tokens at $0.01 (output free, so admission's estimate stays close to the real
+    // cost): each answer costs $0.40 and the $2 budget runs out after a few — only because each
+    // stream settles its real cost when it ends.
+    let body = chat("dear", true, &"a ".repeat(40));
+    let mut answered = 0;
+    let denied = (0..30).find_map(|_| {
+        let a = gw.post("/v1/chat/completions", Some(CLIENT_KEY), &body);
+        if a.status != 200 {
+            return Some(a);
+        }
+        assert!(a.body.ends_with("data: [DONE]\n\n"), "{}", a.body);
+        answered += 1;
+        None
+    });
+    let denied = denied.expect("streamed answers were never charged to the budget");
+    assert_eq!(denied.status, 429, "{}", denied.body);
+    assert_eq!(denied.json()["error"]["code"], "budget_exceeded");
+    assert!(
+        (1..=5).contains(&answered),
+        "{answered} answers within a $2 budget"
+    );
+    drop(mock);
+}
