@@ -380,6 +380,8 @@ pub struct Metrics {
     /// Spans lost: the export queue was full or the collector did not take them.
     pub trace_spans_dropped: AtomicU64,
     pub trace_spans_exported: AtomicU64,
+    /// Bytes of usage records waiting in the on-disk spool for the store (0 while it keeps up).
+    pub usage_spool_bytes: AtomicU64,
 }
 
 /// A gauge computed when scraped (target health, rollout split).
@@ -475,6 +477,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP switchyard_usage_records_dropped_total Usage records lost (must stay 0).\n# TYPE switchyard_usage_records_dropped_total counter\nswitchyard_usage_records_dropped_total {}", self.usage_records_dropped.load(Relaxed));
         let _ = writeln!(out, "# HELP switchyard_trace_spans_exported_total Spans the OTLP collector accepted.\n# TYPE switchyard_trace_spans_exported_total counter\nswitchyard_trace_spans_exported_total {}", self.trace_spans_exported.load(Relaxed));
         let _ = writeln!(out, "# HELP switchyard_trace_spans_dropped_total Spans lost: the export queue was full or the collector did not take them.\n# TYPE switchyard_trace_spans_dropped_total counter\nswitchyard_trace_spans_dropped_total {}", self.trace_spans_dropped.load(Relaxed));
+        let _ = writeln!(out, "# HELP switchyard_usage_spool_bytes Usage records waiting on disk for the store to come back, in bytes.\n# TYPE switchyard_usage_spool_bytes gauge\nswitchyard_usage_spool_bytes {}", self.usage_spool_bytes.load(Relaxed));
         out
     }
 }

@@ -196,6 +196,11 @@ async fn run(
     // 2. Read the body, within the size limit and the request deadline.
     let body = read_body(&parts.headers, body, config.server.max_body_bytes, deadline).await?;
     cx.body_read = true;
+    if config.server.usage_log_bodies {
+        if let Some(r) = cx.record() {
+            r.keep_bodies(body.clone());
+        }
+    }
 
     // 3. Parse: for OpenAI only what routing needs; other protocols into canonical types.
     let canonical = OnceLock::new();
@@ -378,7 +383,8 @@ async fn run(
         X_ATTEMPTS.clone(),
         upstream::attempts_header(success.attempts.len()),
     );
-    let price = target.price.or(route.version.price);
+    // Resolved when the configuration was built: configured, else the catalogue's, else none.
+    let price = target.price;
     let mut record = cx
         .record
         .take()
@@ -394,14 +400,17 @@ async fn run(
     let (up_parts, mut up_body) = success.response.into_parts();
     if facts.stream {
         let body = if passthrough {
-            Body::new(Relay::new(
-                up_body,
-                success.first,
-                facts.include_usage,
-                price,
-                route.version.timeout,
-                record,
-            ))
+            Body::new(
+                Relay::new(
+                    up_body,
+                    success.first,
+                    facts.include_usage,
+                    price,
+                    route.version.timeout,
+                    record,
+                )
+                .settling(reservation),
+            )
         } else {
             let relay = relay::translate::Translate::new(
                 up_body,
@@ -428,6 +437,11 @@ async fn run(
     }
     let bytes = up_body.take_full().unwrap_or_default();
     let answer = if passthrough {
+        if record.keeps_bodies() {
+            if let Some(text) = providers::openai::response::text(&bytes) {
+                record.completion_text(&text);
+            }
+        }
         priced_openai(bytes, price, &mut record)
     } else {
         let s = stamp(&record.request_id, &target.model);
@@ -474,7 +488,8 @@ fn stamp(request_id: &str, model: &str) -> relay::translate::Stamp {
     }
 }
 
-/// An OpenAI answer forwarded as is, but for `usage.cost` added. `None` if it is not JSON.
+/// An OpenAI answer forwarded as is, but for `usage.cost` added when the price is known (an
+/// unknown cost is left out, never shown as 0). `None` if it is not JSON.
 fn priced_openai(
     bytes: Bytes,
     price: Option<Price>,
@@ -483,8 +498,10 @@ fn priced_openai(
     match peek::usage(&bytes) {
         Ok(Some((u, span))) => {
             let tokens = Tokens::from_openai(&u);
-            let usd = price.map_or(0.0, |p| cost::usd(&p, &tokens));
             record.tokens = tokens;
+            let Some(usd) = price.map(|p| cost::usd(&p, &tokens)) else {
+                return Some((bytes, None));
+            };
             record.cost = Some(usd);
             let value = cost::format(usd);
             Some((
@@ -508,6 +525,11 @@ fn translated(
 ) -> Option<(Bytes, Option<String>)> {
     let mut resp = translate::response(wire, bytes).ok()?;
     stamp.fill(&mut resp.id, &mut resp.model, &mut resp.created);
+    if record.keeps_bodies() {
+        for c in &resp.choices {
+            record.completion_text(&c.message.text_content());
+        }
+    }
     let mut usd = None;
     if let Some(u) = resp.usage.as_mut() {
         let tokens = Tokens {
@@ -517,11 +539,11 @@ fn translated(
             cache_write: u.cache_write_tokens,
             reasoning: u.reasoning_tokens,
         };
-        let v = price.map_or(0.0, |p| cost::usd(&p, &tokens));
-        u.cost = Some(v);
+        let v = price.map(|p| cost::usd(&p, &tokens));
+        u.cost = v;
         record.tokens = tokens;
-        record.cost = Some(v);
-        usd = Some(cost::format(v));
+        record.cost = v;
+        usd = v.map(cost::format);
     }
     let out = match protocol {
         Protocol::Anthropic => providers::anthropic::response::render(&resp),

@@ -324,7 +324,7 @@ fn record(tag: &str, i: u64) -> Record {
         streamed: i.is_multiple_of(2),
         input_tokens: 10,
         output_tokens: i,
-        cost_usd: 0.001,
+        cost_usd: Some(0.001),
         latency_ms: 12.5,
         ttft_ms: Some(3.0),
         overhead_ms: 0.4,

@@ -44,7 +44,7 @@ fn record(i: usize, now: i64) -> Record {
         cache_write_tokens: 0,
         reasoning_tokens: 0,
         output_tokens: 100 + (i % 300) as u64,
-        cost_usd: 0.000_15 * ((i % 13) as f64 + 1.0),
+        cost_usd: Some(0.000_15 * ((i % 13) as f64 + 1.0)),
         latency_ms: 50.0 + fastrand::f64() * 2000.0,
         ttft_ms: Some(20.0 + fastrand::f64() * 300.0),
         overhead_ms: 0.2,
@@ -56,6 +56,10 @@ fn record(i: usize, now: i64) -> Record {
             error: None,
         }],
         error: None,
+        endpoint: "chat.completions".into(),
+        completed: Some(status == 200),
+        client_gone: Some(false),
+        ..Record::default()
     }
 }
 

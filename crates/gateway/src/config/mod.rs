@@ -44,8 +44,9 @@ pub struct Config {
     pub redis_prefix: String,
     /// What happens when Redis is unreachable: refuse (default) or admit without limits.
     pub redis_failure: crate::limits::FailureMode,
-    /// Live state of `provider/model` direct-route targets, created on first use (bounded).
-    pub direct_state: std::sync::Mutex<HashMap<(String, String), Arc<TargetStats>>>,
+    /// Live state and resolved price of `provider/model` direct-route targets, created on
+    /// first use (bounded).
+    pub direct_state: std::sync::Mutex<HashMap<(String, String), DirectTarget>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +179,11 @@ pub struct Target {
     pub model: String,
     pub model_header: HeaderValue,
     pub weight: u32,
+    /// USD per million tokens, resolved when the configuration is built: the target's own
+    /// `price:`, else its version's (or model's), else the built-in catalogue's list price for
+    /// this provider and upstream model, else none (the cost is then unknown, not 0).
     pub price: Option<Price>,
+    pub price_source: PriceSource,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub max_concurrency: Option<u64>,
@@ -192,12 +197,63 @@ pub struct Target {
 
 pub use crate::routing::health::TargetStats;
 
+/// What is remembered of a `provider/model` direct-route target.
+#[derive(Debug, Clone)]
+pub struct DirectTarget {
+    pub stats: Arc<TargetStats>,
+    pub price: Option<Price>,
+    pub price_source: PriceSource,
+}
+
 /// Request features a target may or may not support.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
     pub tools: bool,
     pub json_schema: bool,
     pub vision: bool,
+}
+
+/// Where a target's price comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// `price:` on the target.
+    Target,
+    /// `price:` on the version or the model.
+    Version,
+    /// The built-in catalogue (`cost::catalogue`).
+    Catalogue,
+    /// No price is known: costs are `null`.
+    None,
+}
+
+impl PriceSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            PriceSource::Target => "target",
+            PriceSource::Version => "version",
+            PriceSource::Catalogue => "catalogue",
+            PriceSource::None => "none",
+        }
+    }
+}
+
+/// A target's price as this configuration resolves it (see [`Target::price`]).
+pub fn resolve_price(
+    target: Option<Price>,
+    version: Option<Price>,
+    provider: &Provider,
+    model: &str,
+) -> (Option<Price>, PriceSource) {
+    if let Some(p) = target {
+        return (Some(p), PriceSource::Target);
+    }
+    if let Some(p) = version {
+        return (Some(p), PriceSource::Version);
+    }
+    match crate::cost::catalogue::lookup(&provider.kind, model) {
+        Some(p) => (Some(p), PriceSource::Catalogue),
+        None => (None, PriceSource::None),
+    }
 }
 
 /// USD per one million tokens.
@@ -420,18 +476,24 @@ impl Config {
             })
     }
 
-    /// The live state of a direct-route target; at most 4096 are remembered.
-    pub fn direct_stats(&self, provider: &str, model: &str) -> Arc<TargetStats> {
+    /// The live state and price of a direct-route target, worked out on its first request and
+    /// remembered (at most 4096; beyond that each request works them out again).
+    pub fn direct_target(&self, provider: &Provider, model: &str) -> DirectTarget {
         let mut map = self.direct_state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (provider.to_string(), model.to_string());
-        if let Some(s) = map.get(&key) {
-            return s.clone();
+        let key = (provider.name.clone(), model.to_string());
+        if let Some(t) = map.get(&key) {
+            return t.clone();
         }
-        let s = Arc::<TargetStats>::default();
+        let (price, price_source) = resolve_price(None, None, provider, model);
+        let t = DirectTarget {
+            stats: Arc::default(),
+            price,
+            price_source,
+        };
         if map.len() < 4096 {
-            map.insert(key, s.clone());
+            map.insert(key, t.clone());
         }
-        s
+        t
     }
 
     /// For `provider/model` names: the provider and the upstream model.

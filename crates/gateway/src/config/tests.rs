@@ -227,3 +227,54 @@ fn a_bad_otlp_endpoint_is_reported_clearly() {
         "{e}"
     );
 }
+
+#[test]
+fn each_target_price_is_resolved_when_the_configuration_is_built() {
+    let c = ok("
+providers:
+  openai: { type: openai, api_key: ${OPENAI_API_KEY} }
+  local: { type: openai-compatible, base_url: http://127.0.0.1:8000/v1 }
+providers_from_env: true
+models:
+  chat:
+    targets:
+      - { provider: openai, model: gpt-4o-mini, price: { input: 9, output: 9 } }
+      - { provider: openai, model: gpt-4o-mini-2024-07-18 }
+      - { provider: local, model: gpt-4o-mini }
+  versioned:
+    versions:
+      v1: { targets: [{ provider: openai, model: gpt-4o }], price: { input: 1, output: 2 } }
+      v2: { targets: [{ provider: openai, model: gpt-4o }] }
+    price: { input: 3, output: 4 }
+    rollout: { stable: v1 }
+");
+    let targets = &c.model("chat").unwrap().versions["default"].targets;
+    let got: Vec<_> = targets
+        .iter()
+        .map(|t| (t.price.map(|p| (p.input, p.output)), t.price_source))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some((9.0, 9.0)), PriceSource::Target),
+            (Some((0.15, 0.60)), PriceSource::Catalogue),
+            (None, PriceSource::None),
+        ]
+    );
+    // A version's own price, else the model's, wins over the catalogue.
+    let v = &c.model("versioned").unwrap().versions;
+    let price = |name: &str| {
+        let t = &v[name].targets[0];
+        (t.price.map(|p| (p.input, p.output)), t.price_source)
+    };
+    assert_eq!(price("v1"), (Some((1.0, 2.0)), PriceSource::Version));
+    assert_eq!(price("v2"), (Some((3.0, 4.0)), PriceSource::Version));
+    // `provider/model` direct routes: the catalogue too, worked out once and remembered.
+    let openai = c.providers["openai"].clone();
+    let first = c.direct_target(&openai, "gpt-4.1-mini");
+    assert_eq!(first.price_source, PriceSource::Catalogue);
+    assert_eq!(first.price.map(|p| p.output), Some(1.60));
+    let again = c.direct_target(&openai, "gpt-4.1-mini");
+    assert!(Arc::ptr_eq(&first.stats, &again.stats));
+    assert_eq!(c.direct_target(&openai, "my-fine-tune").price, None);
+}

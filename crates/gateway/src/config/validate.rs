@@ -859,12 +859,15 @@ fn version(
             .prior
             .and_then(|p| p.target_stats(&t.provider, &t.model))
             .unwrap_or_default();
+        let (price, price_source) =
+            super::resolve_price(t.price.map(price), v.price.map(price), provider, &t.model);
         targets.push(Target {
             provider: provider.clone(),
             model_header: header_value(&t.model),
             model: t.model,
             weight: t.weight.unwrap_or(1),
-            price: t.price.map(price),
+            price,
+            price_source,
             rpm: t.rpm,
             tpm: t.tpm,
             max_concurrency: t.max_concurrency,

@@ -77,8 +77,11 @@ pub fn generation_view(r: &store::usage::Record) -> Value {
         "version": r.version,
         "provider_name": r.provider,
         "upstream_model": r.upstream_model,
+        "endpoint": r.endpoint,
         "status": r.status,
         "streamed": r.streamed,
+        "completed": r.completed,
+        "client_gone": r.client_gone,
         "tokens_prompt": r.input_tokens + r.cache_read_tokens + r.cache_write_tokens,
         "tokens_completion": r.output_tokens,
         "native_tokens_prompt": r.input_tokens + r.cache_read_tokens + r.cache_write_tokens,
@@ -86,6 +89,7 @@ pub fn generation_view(r: &store::usage::Record) -> Value {
         "native_tokens_reasoning": r.reasoning_tokens,
         "native_tokens_cached": r.cache_read_tokens,
         "native_tokens_cache_write": r.cache_write_tokens,
+        // `null` when no price is known for the target (OpenRouter always knows one).
         "total_cost": r.cost_usd,
         "usage": r.cost_usd,
         "latency": r.latency_ms,
@@ -96,6 +100,8 @@ pub fn generation_view(r: &store::usage::Record) -> Value {
         "team_id": r.team_id,
         "attempts": r.attempts,
         "error": r.error,
+        "request_body": r.request_body,
+        "completion": r.completion,
     })
 }
 

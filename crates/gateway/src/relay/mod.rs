@@ -118,6 +118,9 @@ impl Relay {
         if !has_usage(data) {
             if let Some(r) = self.record.as_mut() {
                 r.first_token.get_or_insert_with(|| r.started.elapsed());
+                if r.keeps_bodies() {
+                    providers::openai::stream::chunk_text(data, |t| r.completion_text(t));
+                }
             }
             return Some(event);
         }
@@ -133,7 +136,15 @@ impl Relay {
         if !self.client_wants_usage && is_usage_only(data) {
             return None;
         }
-        let value = cost::format(usd.unwrap_or(0.0));
+        if let Some(r) = self.record.as_mut().filter(|r| r.keeps_bodies()) {
+            // A chunk may carry the last delta and the usage together.
+            providers::openai::stream::chunk_text(data, |t| r.completion_text(t));
+        }
+        // An unknown cost is left out, never shown as 0.
+        let Some(usd) = usd else {
+            return Some(event);
+        };
+        let value = cost::format(usd);
         let edited = peek::add_member(data, span, "cost", value.as_bytes());
         let mut out = BytesMut::with_capacity(edited.len() + 8);
         out.extend_from_slice(b"data: ");

@@ -223,7 +223,8 @@ impl Translate {
                         reasoning: u.reasoning_tokens,
                     };
                     let usd = self.price.map(|p| cost::usd(&p, &tokens));
-                    u.cost = Some(usd.unwrap_or(0.0));
+                    // An unknown cost is left out, never shown as 0.
+                    u.cost = usd;
                     if let Some(r) = self.record.as_mut() {
                         r.tokens = tokens;
                         r.cost = usd;
@@ -238,7 +239,13 @@ impl Translate {
                         r.error.get_or_insert_with(|| err.message.clone());
                     }
                 }
-                StreamEvent::TextDelta { .. } | StreamEvent::ToolCallStart { .. } => {
+                StreamEvent::TextDelta { text, .. } => {
+                    if let Some(r) = self.record.as_mut() {
+                        r.first_token.get_or_insert_with(|| r.started.elapsed());
+                        r.completion_text(text);
+                    }
+                }
+                StreamEvent::ToolCallStart { .. } => {
                     if let Some(r) = self.record.as_mut() {
                         r.first_token.get_or_insert_with(|| r.started.elapsed());
                     }

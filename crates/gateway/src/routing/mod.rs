@@ -54,6 +54,7 @@ pub fn resolve(config: &Config, requested: &str, pinned: Option<&str>) -> Result
         });
     }
     if let Some((provider, upstream)) = config.direct(name) {
+        let known = config.direct_target(provider, upstream);
         let version = Version {
             name: "default".into(),
             name_header: HeaderValue::from_static("default"),
@@ -62,13 +63,14 @@ pub fn resolve(config: &Config, requested: &str, pinned: Option<&str>) -> Result
                 model: upstream.to_string(),
                 model_header: crate::config::header_value(upstream),
                 weight: 1,
-                price: None,
+                price: known.price,
+                price_source: known.price_source,
                 rpm: None,
                 tpm: None,
                 max_concurrency: None,
                 context_window: None,
                 capabilities: None,
-                stats: config.direct_stats(&provider.name, upstream),
+                stats: known.stats,
             }],
             routing: Strategy::Weighted,
             retries: 1,
@@ -213,7 +215,7 @@ pub fn plan(
     }
     let allowed: Vec<usize> = fits
         .into_iter()
-        .filter(|&i| prefs.is_none_or(|p| admits(p, version, &version.targets[i])))
+        .filter(|&i| prefs.is_none_or(|p| admits(p, &version.targets[i])))
         .collect();
     if allowed.is_empty() {
         return Err(Unservable::Excluded(Error::invalid(
@@ -266,7 +268,7 @@ fn provider_is(t: &Target, name: &str) -> bool {
         || t.provider.kind.type_name().eq_ignore_ascii_case(name)
 }
 
-fn admits(p: &ProviderPrefs, version: &Version, t: &Target) -> bool {
+fn admits(p: &ProviderPrefs, t: &Target) -> bool {
     if !p.only.is_empty() && !p.only.iter().any(|n| provider_is(t, n)) {
         return false;
     }
@@ -274,9 +276,9 @@ fn admits(p: &ProviderPrefs, version: &Version, t: &Target) -> bool {
         return false;
     }
     if let Some(max) = p.max_price {
-        let price = t.price.or(version.price);
-        // A target without a price cannot be shown to be under the maximum.
-        let Some(price) = price else { return false };
+        // The target's resolved price (its own, its version's or the catalogue's). A target
+        // without a price cannot be shown to be under the maximum.
+        let Some(price) = t.price else { return false };
         if max.prompt.is_some_and(|m| price.input > m)
             || max.completion.is_some_and(|m| price.output > m)
         {
@@ -290,10 +292,7 @@ fn by_price(version: &Version, idx: &mut [usize]) {
     // Cheapest first (input + output price); ties keep the weighted order.
     weighted_shuffle(&version.targets, idx);
     let price = |i: &usize| {
-        let p = version.targets[*i]
-            .price
-            .or(version.price)
-            .unwrap_or_default();
+        let p = version.targets[*i].price.unwrap_or_default();
         p.input + p.output
     };
     idx.sort_by(|a, b| price(a).total_cmp(&price(b)));

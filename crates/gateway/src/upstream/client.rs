@@ -44,7 +44,14 @@ pub struct Client {
 
 /// Why a request got no response (the caller only needs to know that it did not).
 #[derive(Debug)]
-pub struct Error(Box<dyn std::error::Error + Send + Sync>);
+pub struct Error(Box<dyn std::error::Error + Send + Sync>, bool);
+
+impl Error {
+    /// Whether no connection could be made (nothing reached the server: safe to retry).
+    pub fn is_connect(&self) -> bool {
+        self.1
+    }
+}
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,11 +75,12 @@ impl Client {
                 Box::pin(send_plain(self.plain.clone(), req));
             Either::Left(send)
         } else {
-            Either::Right(
-                self.tls
-                    .request(req)
-                    .map(|r| r.map_err(|e| Error(Box::new(e)))),
-            )
+            Either::Right(self.tls.request(req).map(|r| {
+                r.map_err(|e| {
+                    let connect = e.is_connect();
+                    Error(Box::new(e), connect)
+                })
+            }))
         }
     }
 }
@@ -173,12 +181,12 @@ impl Plain {
             .clone()
             .oneshot(uri)
             .await
-            .map_err(|e| Error(e.into()))?;
+            .map_err(|e| Error(e.into(), true))?;
         let (tx, conn) = self
             .http1
             .handshake(io)
             .await
-            .map_err(|e| Error(Box::new(e)))?;
+            .map_err(|e| Error(Box::new(e), true))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -209,7 +217,7 @@ async fn send_plain(
 ) -> Result<Response<Incoming>, Error> {
     let uri = req.uri().clone();
     let Some(host) = uri.authority().cloned() else {
-        return Err(Error("no host in the upstream URL".into()));
+        return Err(Error("no host in the upstream URL".into(), true));
     };
     if !req.headers().contains_key(header::HOST) {
         let value = match uri.port_u16() {
@@ -240,7 +248,7 @@ async fn send_plain(
             Err(mut e) => match e.take_message() {
                 // The reused connection closed before the request went out: try another.
                 Some(unsent) if reused => req = unsent,
-                _ => return Err(Error(Box::new(e.into_error()))),
+                _ => return Err(Error(Box::new(e.into_error()), false)),
             },
         }
     }

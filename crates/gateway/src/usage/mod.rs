@@ -13,6 +13,8 @@ pub mod writer;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use crate::cost::Tokens;
 use crate::upstream::{Attempt, Outcome};
 
@@ -46,6 +48,77 @@ pub struct Record {
     pub client_gone: bool,
     /// The request's trace, when traces are exported: its spans are built from this record.
     pub trace: Option<crate::telemetry::Trace>,
+    /// The request and the generated text, kept for the store only with
+    /// `server.usage_log_bodies: true`; `None` (one null pointer, nothing else) otherwise.
+    pub bodies: Option<Box<Bodies>>,
+}
+
+/// The most bytes of a request body, and of a completion, a record keeps; the rest is cut and
+/// a marker says how much there was.
+pub const BODY_CAP: usize = 1 << 20;
+
+/// The request as the client sent it and the text generated for it (`server.usage_log_bodies`).
+/// Never written to the log line: only to the store.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    pub request: Bytes,
+    pub completion: Capture,
+}
+
+/// Text gathered as it is generated (deltas of a stream, or a whole answer), kept up to
+/// [`BODY_CAP`] bytes; what comes after is counted, not kept.
+#[derive(Debug, Default)]
+pub struct Capture {
+    text: String,
+    total: usize,
+}
+
+impl Capture {
+    pub fn push(&mut self, s: &str) {
+        self.total += s.len();
+        let room = BODY_CAP.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+        }
+    }
+
+    /// The text, or `None` when nothing was generated.
+    fn finish(self) -> Option<String> {
+        if self.total == 0 {
+            return None;
+        }
+        let mut text = self.text;
+        if self.total > text.len() {
+            truncated(&mut text, self.total);
+        }
+        Some(text)
+    }
+}
+
+/// Appends the marker of a body cut at `text.len()` bytes out of `total`.
+fn truncated(text: &mut String, total: usize) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        text,
+        "\n[truncated by switchyard: {total} bytes, the first {} kept]",
+        text.len()
+    );
+}
+
+/// A request body as text for the store: lossy UTF-8, capped at [`BODY_CAP`] bytes.
+fn request_text(body: &[u8]) -> String {
+    let kept = &body[..body.len().min(BODY_CAP)];
+    let mut text = String::from_utf8_lossy(kept).into_owned();
+    if body.len() > kept.len() {
+        truncated(&mut text, body.len());
+    }
+    text
 }
 
 /// A status code as a label without allocating.
@@ -95,6 +168,27 @@ impl Record {
             completed: false,
             client_gone: false,
             trace: None,
+            bodies: None,
+        }
+    }
+
+    /// Keeps `request` and, from now on, the generated text (`server.usage_log_bodies`).
+    pub fn keep_bodies(&mut self, request: Bytes) {
+        self.bodies = Some(Box::new(Bodies {
+            request,
+            completion: Capture::default(),
+        }));
+    }
+
+    /// Whether generated text is being kept: callers skip reading it otherwise.
+    pub fn keeps_bodies(&self) -> bool {
+        self.bodies.is_some()
+    }
+
+    /// Adds generated text, if bodies are kept.
+    pub fn completion_text(&mut self, text: &str) {
+        if let Some(b) = self.bodies.as_mut() {
+            b.completion.push(text);
         }
     }
 
@@ -105,11 +199,15 @@ impl Record {
 
     /// The store's form of this record, `latency` being the request's total time.
     ///
-    /// The store has no columns for `endpoint`, `completed` and `client_gone`: a request the
-    /// client abandoned carries it in `error` (the relay sets that text; a record flagged
-    /// `client_gone` without one gets a generic one here).
+    /// A request the client abandoned is flagged `client_gone` and also carries it in `error`
+    /// (the relay sets that text; a record flagged without one gets a generic one here), so
+    /// error counts include it. An unknown cost stays `None`.
     pub fn to_store(self, latency: Duration) -> store::usage::Record {
         let overhead = latency.saturating_sub(self.upstream_time());
+        let (request_body, completion) = match self.bodies {
+            Some(b) => (Some(request_text(&b.request)), b.completion.finish()),
+            None => (None, None),
+        };
         let error = match self.error {
             Some(e) => Some(e),
             None if self.client_gone && !self.completed => {
@@ -122,23 +220,28 @@ impl Record {
             ts: unix_ms(self.time),
             key_id: self.key_id.or(self.key),
             team_id: self.team_id,
+            endpoint: self.endpoint.to_owned(),
             model: self.model,
             version: self.version,
             provider: self.provider,
             upstream_model: self.upstream_model,
             status: self.status,
             streamed: self.streamed,
+            completed: Some(self.completed),
+            client_gone: Some(self.client_gone),
             input_tokens: self.tokens.input,
             cache_read_tokens: self.tokens.cache_read,
             cache_write_tokens: self.tokens.cache_write,
             reasoning_tokens: self.tokens.reasoning,
             output_tokens: self.tokens.output,
-            cost_usd: self.cost.unwrap_or(0.0),
+            cost_usd: self.cost,
             latency_ms: ms(latency),
             ttft_ms: self.first_token.map(ms),
             overhead_ms: ms(overhead),
             attempts: self.attempts.into_iter().map(attempt).collect(),
             error,
+            request_body,
+            completion,
         }
     }
 }
@@ -243,7 +346,7 @@ pub fn emit(mut r: Record) {
         output_tokens = r.tokens.output,
         cache_read_tokens = r.tokens.cache_read,
         reasoning_tokens = r.tokens.reasoning,
-        cost_usd = r.cost.unwrap_or(0.0),
+        cost_usd = r.cost,
         latency_ms = latency.as_secs_f64() * 1000.0,
         ttft_ms = r.first_token.map(|d| d.as_secs_f64() * 1000.0),
         overhead_ms = latency.saturating_sub(r.upstream_time()).as_secs_f64() * 1000.0,
@@ -321,18 +424,21 @@ mod tests {
                 ts: 1_700_000_000_123,
                 key_id: Some("ci".into()),
                 team_id: Some("team_a".into()),
+                endpoint: "chat".into(),
                 model: "gpt".into(),
                 version: "v2".into(),
                 provider: "openai".into(),
                 upstream_model: "gpt-4o".into(),
                 status: 200,
                 streamed: true,
+                completed: Some(false),
+                client_gone: Some(true),
                 input_tokens: 10,
                 cache_read_tokens: 3,
                 cache_write_tokens: 4,
                 reasoning_tokens: 5,
                 output_tokens: 20,
-                cost_usd: 0.25,
+                cost_usd: Some(0.25),
                 latency_ms: 130.0,
                 ttft_ms: Some(40.0),
                 overhead_ms: 30.0,
@@ -360,6 +466,8 @@ mod tests {
                     },
                 ],
                 error: Some("client disconnected before the response completed".into()),
+                request_body: None,
+                completion: None,
             }
         );
     }
@@ -374,7 +482,45 @@ mod tests {
         let s = r.to_store(Duration::ZERO);
         assert_eq!(s.key_id.as_deref(), Some("key_abc"));
         assert_eq!(s.error.as_deref(), Some("upstream broke"));
-        assert_eq!(s.cost_usd, 0.0);
+        assert_eq!(s.cost_usd, None, "no price known: no cost, not 0");
         assert!(s.ts > 1_700_000_000_000, "wall clock of the start");
+    }
+
+    #[test]
+    fn bodies_are_kept_only_when_asked_and_capped() {
+        let mut r = Record::new("req-3".into(), "chat", Instant::now());
+        r.completion_text("ignored: bodies are off");
+        let s = r.to_store(Duration::ZERO);
+        assert_eq!((s.request_body, s.completion), (None, None));
+
+        let mut r = Record::new("req-4".into(), "chat", Instant::now());
+        r.keep_bodies(Bytes::from_static(br#"{"model":"m"}"#));
+        r.completion_text("hello ");
+        r.completion_text("world");
+        let s = r.to_store(Duration::ZERO);
+        assert_eq!(s.request_body.as_deref(), Some(r#"{"model":"m"}"#));
+        assert_eq!(s.completion.as_deref(), Some("hello world"));
+
+        // Over the cap: cut on a character boundary, with a marker saying how much there was.
+        let mut r = Record::new("req-5".into(), "chat", Instant::now());
+        r.keep_bodies(Bytes::from(vec![b'x'; BODY_CAP + 10]));
+        let piece = "é".repeat(1000);
+        for _ in 0..(BODY_CAP / piece.len() + 2) {
+            r.completion_text(&piece);
+        }
+        let s = r.to_store(Duration::ZERO);
+        let body = s.request_body.unwrap();
+        assert!(body.starts_with("xxx"));
+        assert!(body.ends_with(&format!(
+            "[truncated by switchyard: {} bytes, the first {BODY_CAP} kept]",
+            BODY_CAP + 10
+        )));
+        let completion = s.completion.unwrap();
+        let (kept, marker) = completion.split_once("\n[truncated").unwrap();
+        assert!(kept.len() <= BODY_CAP && kept.chars().all(|c| c == 'é'));
+        assert!(
+            marker.contains(&format!("the first {} kept", kept.len())),
+            "{marker}"
+        );
     }
 }

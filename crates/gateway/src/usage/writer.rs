@@ -15,7 +15,8 @@
 //! written). When the queue is full, [`Writer::send`] appends the record to the spool itself
 //! (one `write(2)`, no `fsync`); only if that fails too is the record counted in
 //! `switchyard_usage_records_dropped_total`. What a crash can lose is documented in
-//! [`super::spool`].
+//! [`super::spool`]. The bytes waiting in the spool are the `switchyard_usage_spool_bytes`
+//! gauge, refreshed every `flush_interval`.
 
 use std::io;
 use std::path::PathBuf;
@@ -238,9 +239,11 @@ impl Writer {
             }
         }
         self.shared.sync_spool().await;
-        crate::metrics::global()
-            .usage_queue_depth
+        let m = crate::metrics::global();
+        m.usage_queue_depth
             .store(self.queue_depth() as u64, Relaxed);
+        m.usage_spool_bytes
+            .store(self.shared.spool.bytes(), Relaxed);
         self.stats()
     }
 }
@@ -308,9 +311,9 @@ impl Shared {
                         self.flush(&mut buf).await;
                     }
                     self.sync_spool().await;
-                    crate::metrics::global()
-                        .usage_queue_depth
-                        .store((rx.len() + buf.len()) as u64, Relaxed);
+                    let m = crate::metrics::global();
+                    m.usage_queue_depth.store((rx.len() + buf.len()) as u64, Relaxed);
+                    m.usage_spool_bytes.store(self.spool.bytes(), Relaxed);
                 }
             }
         }

@@ -175,6 +175,52 @@ pub fn usage_to_wire(u: &canonical::Usage) -> types::Usage {
     }
 }
 
+/// The generated text of a `chat.completion` (`choices[].message.content`) or legacy
+/// `text_completion` (`choices[].text`) body, choices in order; `None` when the body is neither.
+/// For keeping completions in the usage record: it reads only the text, borrowing where it can.
+pub fn text(body: &[u8]) -> Option<String> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(default, borrow)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice<'a> {
+        #[serde(default, borrow)]
+        message: Option<Msg<'a>>,
+        #[serde(default, borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Msg<'a> {
+        #[serde(default, borrow)]
+        content: Option<Content<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Content<'a> {
+        Text(#[serde(borrow)] Cow<'a, str>),
+        Parts(Vec<Value>),
+    }
+    let b: Body<'_> = serde_json::from_slice(body).ok()?;
+    let mut out = String::new();
+    for c in b.choices {
+        match (c.message.and_then(|m| m.content), c.text) {
+            (Some(Content::Text(t)), _) | (None, Some(t)) => out.push_str(&t),
+            (Some(Content::Parts(parts)), _) => {
+                for p in parts {
+                    if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        out.push_str(t);
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +260,18 @@ mod tests {
             "stop"
         );
         assert_eq!(finish_reason_from_wire(""), None);
+    }
+
+    #[test]
+    fn text_reads_chat_and_legacy_completions() {
+        let chat = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"a \"b\""}},{"index":1,"message":{"role":"assistant","content":[{"type":"text","text":"c"}]}}]}"#;
+        assert_eq!(super::text(chat).as_deref(), Some("a \"b\"c"));
+        let legacy = br#"{"object":"text_completion","choices":[{"index":0,"text":"xyz"}]}"#;
+        assert_eq!(super::text(legacy).as_deref(), Some("xyz"));
+        assert_eq!(
+            super::text(br#"{"data":[{"embedding":[0.1]}]}"#).as_deref(),
+            Some("")
+        );
+        assert_eq!(super::text(b"not json"), None);
     }
 }

@@ -325,6 +325,41 @@ impl Decoder {
     }
 }
 
+/// The text one stream chunk's JSON adds (`choices[].delta.content`, or `choices[].text` for
+/// legacy completions), handed to `f` piece by piece; nothing for other chunks or bad JSON. For
+/// keeping completions in the usage record without decoding the whole chunk.
+pub fn chunk_text(data: &[u8], mut f: impl FnMut(&str)) {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(default, borrow)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice<'a> {
+        #[serde(default, borrow)]
+        delta: Option<Piece<'a>>,
+        #[serde(default, borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Piece<'a> {
+        #[serde(default, borrow)]
+        content: Option<Cow<'a, str>>,
+    }
+    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+        return;
+    };
+    for c in chunk.choices {
+        if let Some(t) = c.delta.and_then(|d| d.content) {
+            f(&t);
+        }
+        if let Some(t) = c.text {
+            f(&t);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,5 +455,22 @@ mod tests {
                 arguments: "}".into()
             })
         );
+    }
+
+    #[test]
+    fn chunk_text_reads_deltas() {
+        let mut out = String::new();
+        super::chunk_text(
+            br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"he\nllo"}}]}"#,
+            |t| out.push_str(t),
+        );
+        super::chunk_text(br#"{"choices":[{"index":0,"text":" world"}]}"#, |t| {
+            out.push_str(t)
+        });
+        super::chunk_text(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#, |t| {
+            out.push_str(t)
+        });
+        super::chunk_text(b"{broken", |t| out.push_str(t));
+        assert_eq!(out, "he\nllo world");
     }
 }

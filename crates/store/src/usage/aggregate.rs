@@ -193,7 +193,7 @@ fn sums_sql(q: &Query, pool: &Pool) -> (String, Where) {
     let group = q.group_by.expr(pool);
     let (cost, percentiles) = match pool {
         Pool::Postgres(_) => (
-            "SUM(cost_usd)",
+            "COALESCE(SUM(cost_usd), 0.0)",
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_ms, \
              percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_ms",
         ),

@@ -2,7 +2,9 @@
 //! read back one at a time, as a recent list, as aggregates and as spend for budgets.
 //!
 //! A record is an error when `status >= 400` or `error` is set (a stream that failed after its
-//! first byte keeps status 200 and carries the error). Durations are `f64` milliseconds.
+//! first byte keeps status 200 and carries the error). Durations are `f64` milliseconds. A cost
+//! is `None` when no price is known for the target: stored as NULL, never as a made-up 0 (sums
+//! and budgets add up the known costs).
 
 mod aggregate;
 
@@ -17,12 +19,19 @@ use crate::{Error, Result, Store};
 pub use aggregate::{Group, GroupBy, Query};
 
 /// One request, as SPEC §3.4 lists it. `ts` is the request's start, unix milliseconds.
+///
+/// Fields added after the first release carry `#[serde(default)]`, so spool lines written by an
+/// older gateway still replay.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub request_id: String,
     pub ts: i64,
     pub key_id: Option<String>,
     pub team_id: Option<String>,
+    /// The API the request came in on (`chat.completions`, `messages`, …); empty when unknown
+    /// (records written before it was kept).
+    #[serde(default)]
+    pub endpoint: String,
     /// The public model name; empty if the request never named a known one.
     pub model: String,
     /// Empty when no version was chosen (the request failed before routing).
@@ -31,17 +40,30 @@ pub struct Record {
     pub upstream_model: String,
     pub status: u16,
     pub streamed: bool,
+    /// The answer was produced in full (a stream reached its end). `None`: not recorded.
+    #[serde(default)]
+    pub completed: Option<bool>,
+    /// The client went away before the answer was complete. `None`: not recorded.
+    #[serde(default)]
+    pub client_gone: Option<bool>,
     pub input_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
     pub output_tokens: u64,
-    pub cost_usd: f64,
+    /// USD; `None` when no price is known for the target.
+    pub cost_usd: Option<f64>,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
     pub overhead_ms: f64,
     pub attempts: Vec<Attempt>,
     pub error: Option<String>,
+    /// The request body as the client sent it (`server.usage_log_bodies`), capped by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// The generated text (`server.usage_log_bodies`), capped by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<String>,
 }
 
 /// One target tried while serving a request.
@@ -126,9 +148,10 @@ pub struct Usage<'a> {
     pub(crate) store: &'a Store,
 }
 
-const COLUMNS: &str = "request_id, ts, key_id, team_id, model, version, provider, \
-    upstream_model, status, streamed, input_tokens, cache_read_tokens, cache_write_tokens, \
-    reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, overhead_ms, attempts, error";
+const COLUMNS: &str = "request_id, ts, key_id, team_id, endpoint, model, version, provider, \
+    upstream_model, status, streamed, completed, client_gone, input_tokens, cache_read_tokens, \
+    cache_write_tokens, reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, \
+    overhead_ms, attempts, error, request_body, completion";
 
 const ERROR: &str = "(status >= 400 OR error IS NOT NULL)";
 
@@ -137,8 +160,9 @@ impl Usage<'_> {
     /// one transaction of multi-row `INSERT`s (100, 10 or 1 rows each: three cached statement shapes) on SQLite. A record whose `request_id` is already stored is skipped, so a
     /// batch can be replayed safely. Returns how many were new.
     ///
-    /// Never refuses a record for its values: counts above `i64::MAX` are clamped and
-    /// non-finite durations or costs are stored as 0, so one bad record cannot lose a batch.
+    /// Never refuses a record for its values: counts above `i64::MAX` are clamped, non-finite
+    /// durations or costs are stored as 0, and on PostgreSQL (whose text cannot hold it) a NUL
+    /// character becomes U+FFFD, so one bad record cannot lose a batch.
     pub async fn insert_batch(&self, records: &[Record]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
@@ -256,17 +280,27 @@ fn attempts_json(r: &Record) -> String {
     serde_json::to_string(&r.attempts).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// Text PostgreSQL accepts: `\0` (which it refuses in any text value) becomes U+FFFD.
+fn pg_text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
+}
+
 async fn insert_postgres(pool: &sqlx::PgPool, records: &[Record]) -> Result<u64> {
     let sql = format!(
         "INSERT INTO usage_records ({COLUMNS}) \
-         SELECT request_id, ts, key_id, team_id, model, version, provider, upstream_model, \
-                status, streamed, input_tokens, cache_read_tokens, cache_write_tokens, \
-                reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, overhead_ms, \
-                attempts::jsonb, error \
+         SELECT request_id, ts, key_id, team_id, endpoint, model, version, provider, \
+                upstream_model, status, streamed, completed, client_gone, input_tokens, \
+                cache_read_tokens, cache_write_tokens, reasoning_tokens, output_tokens, cost_usd, \
+                latency_ms, ttft_ms, overhead_ms, attempts::jsonb, error, request_body, completion \
          FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::text[], $8::text[], $9::int8[], $10::bool[], $11::int8[], $12::int8[], \
-                     $13::int8[], $14::int8[], $15::int8[], $16::float8[], $17::float8[], \
-                     $18::float8[], $19::float8[], $20::text[], $21::text[]) \
+                     $7::text[], $8::text[], $9::text[], $10::int8[], $11::bool[], $12::bool[], \
+                     $13::bool[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], \
+                     $18::int8[], $19::float8[], $20::float8[], $21::float8[], $22::float8[], \
+                     $23::text[], $24::text[], $25::text[], $26::text[]) \
               AS u({COLUMNS}) \
          ON CONFLICT (request_id) DO NOTHING"
     );
@@ -274,44 +308,57 @@ async fn insert_postgres(pool: &sqlx::PgPool, records: &[Record]) -> Result<u64>
     let text = |f: &dyn Fn(&Record) -> &str| {
         records
             .iter()
-            .map(|r| f(r).to_owned())
+            .map(|r| pg_text(f(r)))
             .collect::<Vec<String>>()
     };
     let opt_text = |f: &dyn Fn(&Record) -> Option<&String>| {
         records
             .iter()
-            .map(|r| f(r).cloned())
+            .map(|r| f(r).map(|s| pg_text(s)))
             .collect::<Vec<Option<String>>>()
     };
+    let opt_bool =
+        |f: &dyn Fn(&Record) -> Option<bool>| records.iter().map(f).collect::<Vec<Option<bool>>>();
     let float =
         |f: &dyn Fn(&Record) -> f64| records.iter().map(|r| finite(f(r))).collect::<Vec<f64>>();
+    let opt_float = |f: &dyn Fn(&Record) -> Option<f64>| {
+        records
+            .iter()
+            .map(|r| f(r).map(finite))
+            .collect::<Vec<Option<f64>>>()
+    };
     let done = sqlx::query(&sql)
         .bind(text(&|r| &r.request_id))
         .bind(col(&|r| r.ts))
         .bind(opt_text(&|r| r.key_id.as_ref()))
         .bind(opt_text(&|r| r.team_id.as_ref()))
+        .bind(text(&|r| &r.endpoint))
         .bind(text(&|r| &r.model))
         .bind(text(&|r| &r.version))
         .bind(text(&|r| &r.provider))
         .bind(text(&|r| &r.upstream_model))
         .bind(col(&|r| i64::from(r.status)))
         .bind(records.iter().map(|r| r.streamed).collect::<Vec<bool>>())
+        .bind(opt_bool(&|r| r.completed))
+        .bind(opt_bool(&|r| r.client_gone))
         .bind(col(&|r| clamp(r.input_tokens)))
         .bind(col(&|r| clamp(r.cache_read_tokens)))
         .bind(col(&|r| clamp(r.cache_write_tokens)))
         .bind(col(&|r| clamp(r.reasoning_tokens)))
         .bind(col(&|r| clamp(r.output_tokens)))
-        .bind(float(&|r| r.cost_usd))
+        .bind(opt_float(&|r| r.cost_usd))
         .bind(float(&|r| r.latency_ms))
+        .bind(opt_float(&|r| r.ttft_ms))
+        .bind(float(&|r| r.overhead_ms))
         .bind(
             records
                 .iter()
-                .map(|r| r.ttft_ms.map(finite))
-                .collect::<Vec<Option<f64>>>(),
+                .map(|r| pg_text(&attempts_json(r)))
+                .collect::<Vec<String>>(),
         )
-        .bind(float(&|r| r.overhead_ms))
-        .bind(records.iter().map(attempts_json).collect::<Vec<String>>())
         .bind(opt_text(&|r| r.error.as_ref()))
+        .bind(opt_text(&|r| r.request_body.as_ref()))
+        .bind(opt_text(&|r| r.completion.as_ref()))
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
@@ -322,6 +369,9 @@ async fn insert_postgres(pool: &sqlx::PgPool, records: &[Record]) -> Result<u64>
 /// size (each a program of thousands of instructions: caching one per size grew the process
 /// by tens of MiB).
 const SQLITE_ROWS_PER_STATEMENT: [usize; 3] = [100, 10, 1];
+/// Values per row in SQLite's multi-row `INSERT`.
+const SQLITE_VALUES_PER_ROW: usize = 26;
+const _: () = assert!(SQLITE_VALUES_PER_ROW * SQLITE_ROWS_PER_STATEMENT[0] <= 32_766);
 
 /// `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` for `rows` rows.
 fn sqlite_insert_sql(rows: usize) -> String {
@@ -332,7 +382,9 @@ fn sqlite_insert_sql(rows: usize) -> String {
         }
         // Anonymous `?` placeholders: SQLite looks named ones (`$n`) up by a linear search,
         // which makes binding thousands of them quadratic.
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?");
+        sql.push_str(&", ?".repeat(SQLITE_VALUES_PER_ROW - 1));
+        sql.push(')');
     }
     sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
     sql
@@ -360,23 +412,28 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, records: &[Record]) -> Result<u6
                 .bind(r.ts)
                 .bind(&r.key_id)
                 .bind(&r.team_id)
+                .bind(&r.endpoint)
                 .bind(&r.model)
                 .bind(&r.version)
                 .bind(&r.provider)
                 .bind(&r.upstream_model)
                 .bind(i64::from(r.status))
                 .bind(r.streamed)
+                .bind(r.completed)
+                .bind(r.client_gone)
                 .bind(clamp(r.input_tokens))
                 .bind(clamp(r.cache_read_tokens))
                 .bind(clamp(r.cache_write_tokens))
                 .bind(clamp(r.reasoning_tokens))
                 .bind(clamp(r.output_tokens))
-                .bind(finite(r.cost_usd))
+                .bind(r.cost_usd.map(finite))
                 .bind(finite(r.latency_ms))
                 .bind(r.ttft_ms.map(finite))
                 .bind(finite(r.overhead_ms))
                 .bind(attempts_json(r))
-                .bind(&r.error);
+                .bind(&r.error)
+                .bind(&r.request_body)
+                .bind(&r.completion);
         }
         inserted += q.execute(&mut *tx).await?.rows_affected();
     }
@@ -390,23 +447,28 @@ struct Row {
     ts: i64,
     key_id: Option<String>,
     team_id: Option<String>,
+    endpoint: String,
     model: String,
     version: String,
     provider: String,
     upstream_model: String,
     status: i64,
     streamed: bool,
+    completed: Option<bool>,
+    client_gone: Option<bool>,
     input_tokens: i64,
     cache_read_tokens: i64,
     cache_write_tokens: i64,
     reasoning_tokens: i64,
     output_tokens: i64,
-    cost_usd: f64,
+    cost_usd: Option<f64>,
     latency_ms: f64,
     ttft_ms: Option<f64>,
     overhead_ms: f64,
     attempts: Json<Vec<Attempt>>,
     error: Option<String>,
+    request_body: Option<String>,
+    completion: Option<String>,
 }
 
 impl Row {
@@ -416,12 +478,15 @@ impl Row {
             ts: self.ts,
             key_id: self.key_id,
             team_id: self.team_id,
+            endpoint: self.endpoint,
             model: self.model,
             version: self.version,
             provider: self.provider,
             upstream_model: self.upstream_model,
             status: u16::try_from(self.status).unwrap_or(0),
             streamed: self.streamed,
+            completed: self.completed,
+            client_gone: self.client_gone,
             input_tokens: from_db(self.input_tokens),
             cache_read_tokens: from_db(self.cache_read_tokens),
             cache_write_tokens: from_db(self.cache_write_tokens),
@@ -433,6 +498,8 @@ impl Row {
             overhead_ms: self.overhead_ms,
             attempts: self.attempts.0,
             error: self.error,
+            request_body: self.request_body,
+            completion: self.completion,
         }
     }
 }

@@ -23,12 +23,15 @@ fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latenc
         upstream_model: format!("{model}-2024"),
         status,
         streamed: ts % 2 == 0,
+        endpoint: "chat.completions".into(),
+        completed: Some(status < 400),
+        client_gone: Some(false),
         input_tokens: 100,
         cache_read_tokens: 10,
         cache_write_tokens: 5,
         reasoning_tokens: 3,
         output_tokens: 20,
-        cost_usd: cost,
+        cost_usd: Some(cost),
         latency_ms: latency,
         ttft_ms: Some(latency / 2.0),
         overhead_ms: 0.25,
@@ -40,6 +43,8 @@ fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latenc
             error: None,
         }],
         error: None,
+        request_body: None,
+        completion: None,
     }
 }
 
@@ -383,4 +388,75 @@ async fn spend_adds_up_per_key_and_team_since_a_time() {
         assert_eq!(spend(Scope::Key("k1"), None).await, 0.5);
     })
     .await;
+}
+
+#[tokio::test]
+async fn unknown_costs_stay_null_and_bodies_and_flags_round_trip() {
+    on_both(|store| async move {
+        let mut unpriced = rec("u1", T0, "k1", "self-hosted", 200, 0.0, 5.0);
+        unpriced.cost_usd = None;
+        unpriced.endpoint = "messages".into();
+        unpriced.completed = Some(false);
+        unpriced.client_gone = Some(true);
+        // Text PostgreSQL cannot hold (NUL) must not lose the batch.
+        unpriced.request_body = Some("{\"messages\":\"hi\u{0}there\"}".into());
+        unpriced.completion = Some("é ✓ ".repeat(1000));
+        let priced = rec("u2", T0 + 1, "k1", "self-hosted", 200, 0.5, 5.0);
+        let mut older = rec("u3", T0 + 2, "k1", "self-hosted", 200, 0.25, 5.0);
+        older.completed = None;
+        older.client_gone = None;
+        older.endpoint = String::new();
+        let batch = vec![unpriced.clone(), priced.clone(), older.clone()];
+        assert_eq!(store.usage().insert_batch(&batch).await.unwrap(), 3);
+
+        let got = store.usage().get("u1").await.unwrap().unwrap();
+        assert_eq!(got.cost_usd, None);
+        assert_eq!(got.endpoint, "messages");
+        assert_eq!((got.completed, got.client_gone), (Some(false), Some(true)));
+        let body = got.request_body.unwrap();
+        assert!(
+            body == "{\"messages\":\"hi\u{0}there\"}"
+                || body == "{\"messages\":\"hi\u{FFFD}there\"}",
+            "{body:?}"
+        );
+        assert_eq!(got.completion, unpriced.completion);
+        assert_eq!(store.usage().get("u2").await.unwrap().unwrap(), priced);
+        assert_eq!(store.usage().get("u3").await.unwrap().unwrap(), older);
+
+        // Sums and spend count the known costs only.
+        let mut q = Query::new(GroupBy::Model);
+        q.model = Some("self-hosted".into());
+        let sums = store.usage().aggregate(&q).await.unwrap();
+        assert_eq!((sums[0].requests, sums[0].cost_usd), (3, 0.75));
+        assert_eq!(
+            store.usage().spend(Scope::Key("k1"), None).await.unwrap(),
+            0.75
+        );
+        // A group whose every cost is unknown sums to 0, not an error.
+        let mut q = Query::new(GroupBy::Key);
+        q.since = Some(T0);
+        q.until = Some(T0 + 1);
+        let only_unknown = store.usage().aggregate(&q).await.unwrap();
+        assert_eq!(
+            (only_unknown[0].requests, only_unknown[0].cost_usd),
+            (1, 0.0)
+        );
+    })
+    .await;
+}
+
+#[test]
+fn records_spooled_by_an_older_gateway_still_parse() {
+    // A spool line as the first release wrote it: no endpoint, flags or bodies; cost a number.
+    let line = r#"{"request_id":"old-1","ts":1709251200000,"key_id":null,"team_id":null,"model":"m","version":"default","provider":"p","upstream_model":"u","status":200,"streamed":false,"input_tokens":1,"cache_read_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"output_tokens":2,"cost_usd":0.5,"latency_ms":1.0,"ttft_ms":null,"overhead_ms":0.1,"attempts":[],"error":null}"#;
+    let r: Record = serde_json::from_str(line).unwrap();
+    assert_eq!(r.cost_usd, Some(0.5));
+    assert_eq!((r.completed, r.client_gone), (None, None));
+    assert!(r.endpoint.is_empty() && r.request_body.is_none() && r.completion.is_none());
+    // Bodies are left out of a spool line when there are none.
+    let out = serde_json::to_string(&r).unwrap();
+    assert!(
+        !out.contains("request_body") && !out.contains("completion"),
+        "{out}"
+    );
 }

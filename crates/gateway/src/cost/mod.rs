@@ -1,4 +1,7 @@
-//! What a request cost, in USD, from the provider-reported usage and the configured price.
+//! What a request cost, in USD, from the provider-reported usage and the target's price (the
+//! configured `price:`, else the built-in [`catalogue`]).
+
+pub mod catalogue;
 
 use crate::config::Price;
 
