@@ -483,6 +483,15 @@ fn render_hold(out: &mut String, sc: &Scenario) {
     table(out, &header, &rows);
 }
 
+/// The target of scenario (e): `auth: keys`, a key with limits, usage records on.
+pub const FULL: &str = "switchyard-full";
+/// The target of scenario (f): an Anthropic-format upstream behind an OpenAI client.
+pub const TRANSLATE: &str = "switchyard-translate";
+/// Where (e) is compared with the bare target: id and short label.
+const E_SCENARIOS: [(&str, &str); 3] = [("a", "a"), ("b-identity", "b"), ("c", "c")];
+/// Where (f) is compared with the pass-through (bare) target.
+const F_SCENARIOS: [(&str, &str); 2] = [("b-identity", "b"), ("c", "c")];
+
 /// One line of the goals table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Goal {
@@ -627,17 +636,183 @@ impl Report {
             }),
             held.map(|(rss, e, n, ok)| rss <= 250.0 * 1024.0 && e == 0.0 && ok >= n),
         ));
-        g.push(goal(
-            "(e) keys, limits, usage writer: CPU per request ≤ 1.3× bare",
-            "not measured yet".to_string(),
-            None,
+        g.push(self.variant_goal(
+            "(e) keys, limits and usage writer: CPU per request ≤ 1.3× bare",
+            target,
+            FULL,
+            &E_SCENARIOS,
+            1.3,
         ));
-        g.push(goal(
+        g.push(self.variant_goal(
             "(f) translation path: CPU per request ≤ 3× pass-through",
-            "not measured yet".to_string(),
-            None,
+            target,
+            TRANSLATE,
+            &F_SCENARIOS,
+            3.0,
         ));
         g
+    }
+
+    /// Whether `target` appears at all, and if so the first reason it failed when it has no
+    /// result anywhere.
+    fn presence(&self, target: &str) -> Option<Option<String>> {
+        let cells: Vec<&Cell> = self
+            .scenarios
+            .iter()
+            .filter_map(|sc| sc.cell(target))
+            .collect();
+        if cells.is_empty() {
+            return None;
+        }
+        if cells.iter().any(|c| !c.runs.is_empty()) {
+            return Some(None);
+        }
+        Some(Some(
+            cells
+                .iter()
+                .find_map(|c| c.failures.first())
+                .map_or("no result".to_string(), |(_, m)| m.clone()),
+        ))
+    }
+
+    /// CPU per request of `variant` over `bare` in each of `scenarios` (medians of the same
+    /// run): the goal is met when every measured ratio is at most `limit`.
+    fn variant_goal(
+        &self,
+        label: &str,
+        bare: &str,
+        variant: &str,
+        scenarios: &[(&str, &str)],
+        limit: f64,
+    ) -> Goal {
+        match self.presence(variant) {
+            None => return goal(label, format!("not run (no `{variant}` target)"), None),
+            Some(Some(err)) => {
+                let short: String = err.chars().take(120).collect();
+                return goal(
+                    label,
+                    format!("`{variant}` failed: {}", short.replace('|', "/")),
+                    None,
+                );
+            }
+            Some(None) => {}
+        }
+        let cpu = "procs/target/cpu_us_per_req";
+        let ratios: Vec<(&str, f64)> = scenarios
+            .iter()
+            .filter_map(|(id, short)| {
+                let r = ratio(
+                    self.cell(id, variant)?.spread(cpu),
+                    self.cell(id, bare)?.spread(cpu),
+                )?;
+                Some((*short, r))
+            })
+            .collect();
+        if ratios.is_empty() {
+            return goal(label, "—".to_string(), None);
+        }
+        let worst = ratios.iter().map(|(_, r)| *r).fold(f64::MIN, f64::max);
+        let parts: Vec<String> = ratios.iter().map(|(s, r)| format!("{s} {r:.2}×")).collect();
+        goal(
+            label,
+            format!("{} (worst {worst:.2}×)", parts.join(", ")),
+            Some(worst <= limit),
+        )
+    }
+
+    /// `variant` against `bare` in the same run, one row per scenario of `scenarios` that both
+    /// ran: CPU per request (per stream in (c)) and its ratio, req/s (streams/s) and its ratio.
+    pub fn variant_vs_bare(
+        &self,
+        bare: &str,
+        variant: &str,
+        scenarios: &[(&str, &str)],
+    ) -> Vec<[String; 7]> {
+        let cpu = "procs/target/cpu_us_per_req";
+        let mut rows = Vec::new();
+        for (id, _) in scenarios {
+            let (Some(b), Some(v)) = (self.cell(id, bare), self.cell(id, variant)) else {
+                continue;
+            };
+            let label = match *id {
+                "a" => "(a) c=1 latency: per request",
+                "b-identity" => "(b) throughput, identity: per request",
+                "c" => "(c) streaming: per stream",
+                other => other,
+            };
+            let (bc, vc) = (b.spread(cpu), v.spread(cpu));
+            let (br, vr) = (b.spread("rps"), v.spread("rps"));
+            rows.push([
+                label.to_string(),
+                fmt_spread(bc, fmt_us),
+                fmt_spread(vc, fmt_us),
+                fmt_ratio(ratio(vc, bc)),
+                fmt_spread(br, fmt_count),
+                fmt_spread(vr, fmt_count),
+                fmt_ratio(ratio(vr, br)),
+            ]);
+        }
+        rows
+    }
+
+    /// The cost of Switchyard's per-request log line: `switchyard-log` (the default
+    /// `log_level: info`) against `switchyard` (`warn`, no line per request) in the same run.
+    /// Rows: (what, with warn, with info, difference); empty when `switchyard-log` did not run.
+    pub fn log_cost(&self) -> Vec<[String; 4]> {
+        let mut rows = Vec::new();
+        let pair = |sc: &str, path: &str| -> Option<(f64, f64)> {
+            let warn = self.cell(sc, "switchyard")?.spread(path)?.median;
+            let info = self.cell(sc, "switchyard-log")?.spread(path)?.median;
+            Some((warn, info))
+        };
+        let pct = |w: f64, i: f64| {
+            if w > 0.0 {
+                format!("{:+.1}%", (i / w - 1.0) * 100.0)
+            } else {
+                "—".to_string()
+            }
+        };
+        if let (Some(sy), Some(lg), Some(d)) = (
+            self.cell("a", "switchyard"),
+            self.cell("a", "switchyard-log"),
+            self.cell("a", "direct"),
+        ) {
+            let path = "latency_us/p50";
+            if let (Some(w), Some(i)) = (paired_overhead(sy, d, path), paired_overhead(lg, d, path))
+            {
+                rows.push([
+                    "(a) c=1 overhead p50".to_string(),
+                    fmt_signed_us(w.median),
+                    fmt_signed_us(i.median),
+                    fmt_signed_us(i.median - w.median),
+                ]);
+            }
+        }
+        if let Some((w, i)) = pair("b-identity", "rps") {
+            rows.push([
+                "(b) c=64 req/s".to_string(),
+                fmt_count(w),
+                fmt_count(i),
+                pct(w, i),
+            ]);
+        }
+        if let Some((w, i)) = pair("b-identity", "procs/target/cpu_us_per_req") {
+            rows.push([
+                "(b) c=64 CPU per request".to_string(),
+                fmt_us(w),
+                fmt_us(i),
+                format!("{} ({})", fmt_signed_us(i - w), pct(w, i)),
+            ]);
+        }
+        if let Some((w, i)) = pair("c", "procs/target/cpu_us_per_req") {
+            rows.push([
+                "(c) c=64 CPU per stream".to_string(),
+                fmt_us(w),
+                fmt_us(i),
+                format!("{} ({})", fmt_signed_us(i - w), pct(w, i)),
+            ]);
+        }
+        rows
     }
 
     /// Problems that make a smoke run fail: failed targets or tools, errors, empty results.
@@ -730,6 +905,51 @@ impl Report {
         );
     }
 
+    fn render_variant(
+        &self,
+        out: &mut String,
+        title: &str,
+        intro: &str,
+        (bare_label, variant): (&str, &str),
+        scenarios: &[(&str, &str)],
+    ) {
+        if self.presence(variant).is_none() {
+            return;
+        }
+        let _ = writeln!(out, "## {title}\n");
+        let _ = writeln!(out, "{intro}\n");
+        let rows: Vec<Vec<String>> = self
+            .variant_vs_bare("switchyard", variant, scenarios)
+            .into_iter()
+            .map(Vec::from)
+            .collect();
+        if rows.is_empty() {
+            let why = match self.presence(variant) {
+                Some(Some(err)) => format!("**FAILED**: {err}"),
+                _ => "No scenario where both `switchyard` and this target ran.".to_string(),
+            };
+            let _ = writeln!(out, "{why}\n");
+            return;
+        }
+        let cpu_b = format!("CPU {bare_label}");
+        let cpu_v = format!("CPU {variant}");
+        let rps_b = format!("req/s {bare_label}");
+        let rps_v = format!("req/s {variant}");
+        table(
+            out,
+            &[
+                "scenario",
+                &cpu_b,
+                &cpu_v,
+                "CPU ratio",
+                &rps_b,
+                &rps_v,
+                "req/s ratio",
+            ],
+            &rows,
+        );
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# Switchyard benchmark\n");
@@ -777,6 +997,51 @@ impl Report {
                 .collect();
             table(&mut out, &["goal", "measured", "status"], &rows);
         }
+        let log_cost = self.log_cost();
+        if !log_cost.is_empty() {
+            let _ = writeln!(out, "## Cost of the per-request log line\n");
+            let _ = writeln!(
+                out,
+                "Target `switchyard` runs with `telemetry.log_level: warn`, the counterpart of \
+                 nginx's `access_log off`; `switchyard-log` with Switchyard's default `info`, \
+                 which writes one line per request (through the non-blocking writer, to a \
+                 file). Medians of the same run.\n"
+            );
+            let rows: Vec<Vec<String>> = log_cost.into_iter().map(Vec::from).collect();
+            table(
+                &mut out,
+                &[
+                    "measure",
+                    "switchyard (warn)",
+                    "switchyard-log (info)",
+                    "log line costs",
+                ],
+                &rows,
+            );
+        }
+        self.render_variant(
+            &mut out,
+            "(e) keys, limits and usage writer vs bare",
+            "Target `switchyard-full`: `auth: keys` (every request carries the key), one key with \
+             `rpm`, `tpm` and `max_concurrency` limits far above the load (so the limiter and \
+             the token estimate run on every request but never refuse) and usage records on \
+             (the default). Target `switchyard` (bare): `auth: none`, \
+             `server.usage_records: false`. Both `log_level: warn`. Medians of the same run; a \
+             ratio above 1 means the full configuration costs more.",
+            ("bare", FULL),
+            &E_SCENARIOS,
+        );
+        self.render_variant(
+            &mut out,
+            "(f) translation path vs pass-through",
+            "Target `switchyard-translate`: the same OpenAI chat request, routed to a \
+             `type: anthropic` provider: rendered as an Anthropic Messages request to the mock's \
+             `POST /v1/messages`, the answer (or the Anthropic event stream) translated back to \
+             OpenAI's format. Target `switchyard` (pass-through): an `openai-compatible` \
+             provider. Otherwise the same bare configuration. Medians of the same run.",
+            ("pass-through", TRANSLATE),
+            &F_SCENARIOS,
+        );
         for sc in &self.scenarios {
             let _ = writeln!(out, "## {}\n", sc.title);
             if let Some(note) = &sc.note {
@@ -883,6 +1148,140 @@ mod tests {
         assert!(md.contains("0.90×"));
         let problems = r.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn log_line_cost() {
+        let mut input = String::new();
+        for rep in 1..=3 {
+            input += &format!("{}\n", line("a", "latency", "direct", rep, 40.0, 9000.0));
+            input += &format!(
+                "{}\n",
+                line("a", "latency", "switchyard", rep, 90.0, 8000.0)
+            );
+            input += &format!(
+                "{}\n",
+                line("a", "latency", "switchyard-log", rep, 100.0, 7000.0)
+            );
+            input += &format!(
+                "{}\n",
+                line(
+                    "b-identity",
+                    "throughput",
+                    "switchyard",
+                    rep,
+                    900.0,
+                    20000.0
+                )
+            );
+            input += &format!(
+                "{}\n",
+                line(
+                    "b-identity",
+                    "throughput",
+                    "switchyard-log",
+                    rep,
+                    900.0,
+                    15000.0
+                )
+            );
+        }
+        let r = parse(&input);
+        let rows = r.log_cost();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0][3], "+10.0 µs");
+        assert_eq!(rows[1][3], "-25.0%");
+        let md = r.to_markdown();
+        assert!(md.contains("## Cost of the per-request log line"), "{md}");
+        assert!(parse("").log_cost().is_empty());
+    }
+
+    fn with_cpu(scenario: &str, kind: &str, target: &str, rep: u64, cpu: f64, rps: f64) -> String {
+        let mut v: Value =
+            serde_json::from_str(&line(scenario, kind, target, rep, 100.0, rps)).unwrap();
+        v["result"]["procs"]["target"]["cpu_us_per_req"] = serde_json::json!(cpu);
+        v.to_string()
+    }
+
+    #[test]
+    fn keys_and_translation_against_bare() {
+        let mut input = String::new();
+        for rep in 1..=3 {
+            let jitter = rep as f64;
+            for (sc, kind) in [
+                ("a", "latency"),
+                ("b-identity", "throughput"),
+                ("c", "stream"),
+            ] {
+                input += &format!(
+                    "{}\n",
+                    with_cpu(sc, kind, "switchyard", rep, 40.0 + jitter, 10000.0)
+                );
+                input += &format!("{}\n", with_cpu(sc, kind, FULL, rep, 48.0 + jitter, 9000.0));
+                if sc != "a" {
+                    input += &format!(
+                        "{}\n",
+                        with_cpu(sc, kind, TRANSLATE, rep, 130.0 + jitter, 5000.0)
+                    );
+                }
+            }
+        }
+        let r = parse(&input);
+        let rows = r.variant_vs_bare("switchyard", FULL, &E_SCENARIOS);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0][1], "42.0 µs (41.0 µs–43.0 µs)");
+        assert_eq!(rows[0][3], "1.19×");
+        assert_eq!(rows[1][6], "0.90×");
+        let rows = r.variant_vs_bare("switchyard", TRANSLATE, &F_SCENARIOS);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0][3], "3.14×");
+        let goals = r.goals("switchyard");
+        let e = goals.iter().find(|g| g.goal.starts_with("(e)")).unwrap();
+        assert_eq!(e.status, "met", "{e:?}");
+        assert_eq!(e.measured, "a 1.19×, b 1.19×, c 1.19× (worst 1.19×)");
+        let f = goals.iter().find(|g| g.goal.starts_with("(f)")).unwrap();
+        assert_eq!(f.status, "**not met**", "{f:?}");
+        let md = r.to_markdown();
+        assert!(
+            md.contains("## (e) keys, limits and usage writer vs bare"),
+            "{md}"
+        );
+        assert!(
+            md.contains("## (f) translation path vs pass-through"),
+            "{md}"
+        );
+        assert!(md.contains("| CPU pass-through |"), "{md}");
+
+        // Not run at all: no section, goal n/a; failed to start: n/a with the reason.
+        let bare_only: String = input
+            .lines()
+            .filter(|l| !l.contains(FULL) && !l.contains(TRANSLATE))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let r = parse(&bare_only);
+        let e = r
+            .goals("switchyard")
+            .into_iter()
+            .find(|g| g.goal.starts_with("(e)"))
+            .unwrap();
+        assert_eq!(
+            (e.status, e.measured.as_str()),
+            ("n/a", "not run (no `switchyard-full` target)")
+        );
+        assert!(!r.to_markdown().contains("## (e)"));
+        let failed = format!(
+            "{bare_only}{}\n",
+            r#"{"scenario":"a","kind":"latency","title":"a","target":"switchyard-full","rep":1,"error":"did not start"}"#
+        );
+        let r = parse(&failed);
+        let e = r
+            .goals("switchyard")
+            .into_iter()
+            .find(|g| g.goal.starts_with("(e)"))
+            .unwrap();
+        assert_eq!(e.status, "n/a");
+        assert!(e.measured.contains("did not start"), "{e:?}");
+        assert!(r.to_markdown().contains("**FAILED**: did not start"));
     }
 
     #[test]

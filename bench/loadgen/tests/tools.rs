@@ -120,6 +120,81 @@ fn plain_stream_and_hold_modes_measure_the_mock() {
     assert_eq!(v["errors"], 0, "{v}");
 }
 
+/// One HTTP/1.0 POST (the answer ends when the connection closes, so no chunked decoding):
+/// the status code, the response head and the body.
+fn post_http10(base: &str, path: &str, body: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn anthropic_messages_endpoint() {
+    let up = upstream(&["--chunks", "4", "--chunk-delay-ms", "20"]);
+    let base = up.url.trim_end_matches("/v1/chat/completions").to_string();
+    let request =
+        r#"{"model":"bench-model","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}"#;
+
+    let (status, head, body) = post_http10(&base, "/v1/messages", request);
+    assert_eq!(status, 200, "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: application/json"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert!((600..=700).contains(&body.len()), "{} bytes", body.len());
+
+    let stream_request = r#"{"model":"bench-model","max_tokens":64,"stream": true,"messages":[{"role":"user","content":"hello"}]}"#;
+    let started = std::time::Instant::now();
+    let (status, head, body) = post_http10(&base, "/v1/messages", stream_request);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{head}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: text/event-stream"));
+    let names: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.lines().next().unwrap().strip_prefix("event: ").unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    // 4 deltas 20 ms apart, the first at once: about 60 ms.
+    assert!(took >= std::time::Duration::from_millis(55), "{took:?}");
+
+    // Unknown Anthropic paths answer an Anthropic-style 404.
+    let (status, _, body) = post_http10(&base, "/v1/messages/nope", request);
+    assert_eq!(status, 404);
+    assert!(body.contains("not_found_error"), "{body}");
+}
+
 #[test]
 fn non_2xx_and_refused_connections_are_errors() {
     let up = upstream(&[]);

@@ -1,9 +1,13 @@
-//! `sy-upstream`: a fast mock OpenAI-compatible upstream for benchmarks.
+//! `sy-upstream`: a fast mock OpenAI-compatible (and Anthropic Messages) upstream for benchmarks.
 //!
 //! `POST /v1/chat/completions` answers a fixed ~640-byte `chat.completion`, or, when the body
 //! contains `"stream": true`, an SSE stream of `--chunks` chunks `--chunk-delay-ms` apart, a usage
-//! chunk and `data: [DONE]`, each event flushed on its own. `GET /v1/models` lists `bench-model`.
-//! Plain hyper, multi-threaded runtime, TCP_NODELAY, HTTP/1.1 keep-alive.
+//! chunk and `data: [DONE]`, each event flushed on its own. `POST /v1/messages` does the same in
+//! the Anthropic Messages format: a ~640-byte `message`, or the named events `message_start`,
+//! `content_block_start`, `ping`, `--chunks` `content_block_delta`s paced like the OpenAI chunks,
+//! `content_block_stop`, `message_delta` and `message_stop`. `GET /v1/models` lists
+//! `bench-model`. Every body is rendered once at start. Plain hyper, multi-threaded runtime,
+//! TCP_NODELAY, HTTP/1.1 keep-alive.
 
 use std::convert::Infallible;
 use std::future::Future as _;
@@ -32,7 +36,7 @@ use sy_bench::fixtures;
 #[derive(Parser, Debug)]
 #[command(
     name = "sy-upstream",
-    about = "Fast mock OpenAI-compatible upstream for benchmarks"
+    about = "Fast mock OpenAI-compatible and Anthropic Messages upstream for benchmarks"
 )]
 struct Args {
     /// Port to listen on (0 = any free port; the chosen one is printed).
@@ -55,11 +59,40 @@ struct Args {
     backlog: u32,
 }
 
+/// A pre-rendered stream: its events, and for each the number of `delay`s after the start of the
+/// answer at which it may be sent.
+#[derive(Clone)]
+struct Script {
+    events: Arc<[Bytes]>,
+    ticks: Arc<[u32]>,
+}
+
+impl Script {
+    /// `head` events at once, then `paced` events one `delay` apart (the first of them at once
+    /// too), then the rest right after the last paced one.
+    fn new(events: Vec<Bytes>, head: usize, paced: usize) -> Script {
+        let last = u32::try_from(paced.saturating_sub(1)).unwrap_or(u32::MAX);
+        let ticks: Vec<u32> = (0..events.len())
+            .map(|i| {
+                let k = i.saturating_sub(head);
+                u32::try_from(k).unwrap_or(u32::MAX).min(last)
+            })
+            .collect();
+        Script {
+            events: events.into(),
+            ticks: ticks.into(),
+        }
+    }
+}
+
 struct State {
     completion: Bytes,
-    events: Arc<[Bytes]>,
+    openai_stream: Script,
+    message: Bytes,
+    anthropic_stream: Script,
     delay: Duration,
     not_found: Bytes,
+    anthropic_not_found: Bytes,
     models: Bytes,
 }
 
@@ -95,10 +128,19 @@ fn run() -> Result<()> {
 async fn serve(args: Args) -> Result<()> {
     let state = Arc::new(State {
         completion: fixtures::completion_json(),
-        events: fixtures::stream_events(args.chunks).into(),
+        openai_stream: Script::new(fixtures::stream_events(args.chunks), 0, args.chunks),
+        message: fixtures::anthropic_message_json(),
+        anthropic_stream: Script::new(
+            fixtures::anthropic_stream_events(args.chunks),
+            fixtures::ANTHROPIC_HEAD,
+            args.chunks,
+        ),
         delay: Duration::from_millis(args.chunk_delay_ms),
         not_found: Bytes::from_static(
             br#"{"error":{"message":"not found","type":"invalid_request_error","code":"not_found"}}"#,
+        ),
+        anthropic_not_found: Bytes::from_static(
+            br#"{"type":"error","error":{"type":"not_found_error","message":"Not found"}}"#,
         ),
         models: Bytes::from_static(
             br#"{"object":"list","data":[{"id":"bench-model","object":"model","created":1741569952,"owned_by":"sy-upstream"}]}"#,
@@ -157,8 +199,9 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<ResBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    match (&parts.method, parts.uri.path()) {
-        (&Method::POST, "/v1/chat/completions") => {}
+    let anthropic = match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/v1/chat/completions") => false,
+        (&Method::POST, "/v1/messages") => true,
         (&Method::GET, "/v1/models") => return Ok(json(StatusCode::OK, state.models.clone())),
         (&Method::GET, "/health") => {
             return Ok(json(
@@ -166,8 +209,14 @@ async fn handle(
                 Bytes::from_static(b"{\"status\":\"ok\"}"),
             ))
         }
+        (_, path) if path.starts_with("/v1/messages") => {
+            return Ok(json(
+                StatusCode::NOT_FOUND,
+                state.anthropic_not_found.clone(),
+            ))
+        }
         _ => return Ok(json(StatusCode::NOT_FOUND, state.not_found.clone())),
-    }
+    };
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
@@ -177,40 +226,45 @@ async fn handle(
             ))
         }
     };
+    let (answer, script) = if anthropic {
+        (&state.message, &state.anthropic_stream)
+    } else {
+        (&state.completion, &state.openai_stream)
+    };
     if !fixtures::wants_stream(&body) {
-        return Ok(json(StatusCode::OK, state.completion.clone()));
+        return Ok(json(StatusCode::OK, answer.clone()));
     }
-    let mut res = Response::new(Either::Right(SseBody::new(
-        state.events.clone(),
-        state.delay,
-    )));
+    let mut res = Response::new(Either::Right(SseBody::new(script.clone(), state.delay)));
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(res)
 }
 
-/// Streams the prepared events: content chunks `delay` apart (the first at once), then the usage
-/// chunk and `[DONE]`, each returned as its own frame after a `Pending`, so hyper flushes every
-/// event separately.
+/// Streams a prepared [`Script`]: every event at its tick (`delay` × tick after the start), each
+/// returned as its own frame after a `Pending` (a timer, or a yield when it is already due), so
+/// hyper flushes every event separately.
 struct SseBody {
     events: Arc<[Bytes]>,
+    ticks: Arc<[u32]>,
     next: usize,
     delay: Duration,
     start: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
-    yielded: bool,
+    /// A `Pending` was returned for the next event already (hyper had a chance to flush).
+    paused: bool,
 }
 
 impl SseBody {
-    fn new(events: Arc<[Bytes]>, delay: Duration) -> Self {
+    fn new(script: Script, delay: Duration) -> Self {
         Self {
-            events,
+            events: script.events,
+            ticks: script.ticks,
             next: 0,
             delay,
             start: Instant::now(),
             sleep: None,
-            yielded: false,
+            paused: false,
         }
     }
 }
@@ -227,10 +281,9 @@ impl Body for SseBody {
         let Some(event) = this.events.get(this.next).cloned() else {
             return Poll::Ready(None);
         };
-        // The last two events (usage, [DONE]) follow the final content chunk right away.
-        let content = this.events.len().saturating_sub(2);
-        if this.next > 0 && this.next < content {
-            let due = this.start + this.delay * this.next as u32;
+        if this.next > 0 {
+            let tick = this.ticks.get(this.next).copied().unwrap_or(0);
+            let due = this.start + this.delay * tick;
             if Instant::now() < due {
                 let sleep = this
                     .sleep
@@ -239,16 +292,17 @@ impl Body for SseBody {
                     sleep.as_mut().reset(due);
                 }
                 if sleep.as_mut().poll(cx).is_pending() {
+                    this.paused = true;
                     return Poll::Pending;
                 }
+            } else if !this.paused {
+                // Due already: let hyper flush what it has before writing this event.
+                this.paused = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-        } else if this.next >= content && this.next > 0 && !this.yielded {
-            // Let hyper flush what it has before writing the next event.
-            this.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
         }
-        this.yielded = false;
+        this.paused = false;
         this.next += 1;
         Poll::Ready(Some(Ok(Frame::data(event))))
     }
