@@ -558,19 +558,17 @@ const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
 /// Bodies above this are tokenized on the blocking pool rather than on a runtime thread.
 const TOKENIZE_INLINE_MAX: usize = 32 * 1024;
 
-/// The prompt tokens of `body` (a tokenizer pass over the whole JSON: an estimate for the
-/// reservation, settled with the provider's usage).
+/// The prompt tokens of `body` (the text of its messages: an estimate for the reservation,
+/// settled with the provider's usage).
 async fn count_prompt(body: &[u8]) -> u64 {
     if body.len() <= TOKENIZE_INLINE_MAX {
-        return crate::tokens::count(std::str::from_utf8(body).unwrap_or_default());
+        return crate::tokens::prompt(body);
     }
     let owned = body.to_vec();
     let estimate = (body.len() / 4) as u64;
-    tokio::task::spawn_blocking(move || {
-        crate::tokens::count(std::str::from_utf8(&owned).unwrap_or_default())
-    })
-    .await
-    .unwrap_or(estimate)
+    tokio::task::spawn_blocking(move || crate::tokens::prompt(&owned))
+        .await
+        .unwrap_or(estimate)
 }
 
 /// Step 6: reserves against the caller's limits, if it has any.
