@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Usage, ERROR};
+use super::{explain, Usage, ERROR};
 use crate::sql::{from_db, Arg, Where};
 use crate::{Error, Pool, Result};
 
@@ -145,26 +145,12 @@ impl Usage<'_> {
     /// query, then the percentile query). For notes and benchmarks.
     pub async fn explain_aggregate(&self, q: &Query) -> Result<Vec<String>> {
         let (sums, w) = sums_sql(q, &self.store.pool);
-        match &self.store.pool {
-            Pool::Postgres(pool) => {
-                let sql = format!("EXPLAIN {sums}");
-                Ok(bind_args!(sqlx::query_scalar::<_, String>(&sql), &w.args)
-                    .fetch_all(pool)
-                    .await?)
-            }
-            Pool::Sqlite(pool) => {
-                let (ranks, rw) = ranks_sql(q, &self.store.pool);
-                let mut lines = Vec::new();
-                for (sql, args) in [(sums, &w.args), (ranks, &rw.args)] {
-                    let sql = format!("EXPLAIN QUERY PLAN {sql}");
-                    let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&sql), args)
-                        .fetch_all(pool)
-                        .await?;
-                    lines.extend(rows.into_iter().map(|r| r.3));
-                }
-                Ok(lines)
-            }
+        let mut lines = explain(self.store, &sums, &w).await?;
+        if let Pool::Sqlite(_) = &self.store.pool {
+            let (ranks, w) = ranks_sql(q, &self.store.pool);
+            lines.extend(explain(self.store, &ranks, &w).await?);
         }
+        Ok(lines)
     }
 }
 

@@ -153,6 +153,8 @@ const COLUMNS: &str = "request_id, ts, key_id, team_id, endpoint, model, version
     cache_write_tokens, reasoning_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, \
     overhead_ms, attempts, error, request_body, completion";
 
+/// Whether a record is an error. Also the condition of the partial index
+/// `usage_records_errors_ts` (migrations 0002): change both together.
 const ERROR: &str = "(status >= 400 OR error IS NOT NULL)";
 
 impl Usage<'_> {
@@ -183,56 +185,20 @@ impl Usage<'_> {
 
     /// Records matching `filter`, newest first (ties by request id, descending).
     pub async fn recent(&self, filter: &Filter) -> Result<Vec<Record>> {
-        let mut w = Where::default();
-        if let Some(k) = &filter.key_id {
-            w.and("key_id =", Arg::Text(k.clone()));
-        }
-        if let Some(t) = &filter.team_id {
-            w.and("team_id =", Arg::Text(t.clone()));
-        }
-        if let Some(m) = &filter.model {
-            w.and("model =", Arg::Text(m.clone()));
-        }
-        match filter.status {
-            None => {}
-            Some(Status::Code(c)) => {
-                w.and("status =", Arg::Int(i64::from(c)));
-            }
-            Some(Status::Class(c)) => {
-                w.and("status >=", Arg::Int(i64::from(c) * 100));
-                w.and("status <", Arg::Int(i64::from(c) * 100 + 100));
-            }
-            Some(Status::Ok) => {
-                w.and_raw("status < 400 AND error IS NULL");
-            }
-            Some(Status::Error) => {
-                w.and_raw(ERROR);
-            }
-        }
-        if let Some(s) = filter.since {
-            w.and("ts >=", Arg::Int(s));
-        }
-        if let Some(u) = filter.until {
-            w.and("ts <", Arg::Int(u));
-        }
-        if let Some((ts, id)) = &filter.before {
-            // Row-value comparison: older than the cursor in (ts, request_id) order.
-            w.and_pair("(ts, request_id) <", Arg::Int(*ts), Arg::Text(id.clone()));
-        }
-        let limit = match filter.limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM usage_records{} ORDER BY ts DESC, request_id DESC LIMIT {limit}",
-            w.sql
-        );
+        let (sql, w) = recent_sql(filter);
         with_pool!(self.store, pool => {
             let rows = bind_args!(sqlx::query_as::<_, Row>(&sql), &w.args)
                 .fetch_all(pool)
                 .await?;
             Ok(rows.into_iter().map(Row::into_record).collect())
         })
+    }
+
+    /// The database's plan for [`Usage::recent`], one line per plan node. For notes and
+    /// benchmarks.
+    pub async fn explain_recent(&self, filter: &Filter) -> Result<Vec<String>> {
+        let (sql, w) = recent_sql(filter);
+        explain(self.store, &sql, &w).await
     }
 
     /// USD spent by a key or a team since `since` (inclusive; `None`: ever). Budgets use it.
@@ -259,6 +225,94 @@ impl Usage<'_> {
                 .await?;
             Ok(done.rows_affected())
         })
+    }
+}
+
+/// The `SELECT` of [`Usage::recent`]: newest first, so the `(…, ts)` indexes give the order
+/// and the `LIMIT` stops the scan early.
+fn recent_sql(filter: &Filter) -> (String, Where) {
+    let mut w = Where::default();
+    if let Some(k) = &filter.key_id {
+        w.and("key_id =", Arg::Text(k.clone()));
+    }
+    if let Some(t) = &filter.team_id {
+        w.and("team_id =", Arg::Text(t.clone()));
+    }
+    if let Some(m) = &filter.model {
+        w.and("model =", Arg::Text(m.clone()));
+    }
+    // Error codes and classes also carry the (redundant) `ERROR` condition: the planner then
+    // walks the partial index `usage_records_errors_ts (ts, status)`, newest first, through the
+    // few failed requests only, testing `status` in the index (SQLite uses a partial index only
+    // when the query repeats its condition).
+    match filter.status {
+        None => {}
+        Some(Status::Code(c)) => {
+            w.and("status =", Arg::Int(i64::from(c)));
+            if c >= 400 {
+                w.and_raw(ERROR);
+            }
+        }
+        Some(Status::Class(c)) => {
+            w.and("status >=", Arg::Int(i64::from(c) * 100));
+            w.and("status <", Arg::Int(i64::from(c) * 100 + 100));
+            if c >= 4 {
+                w.and_raw(ERROR);
+            }
+        }
+        Some(Status::Ok) => {
+            w.and_raw("status < 400 AND error IS NULL");
+        }
+        Some(Status::Error) => {
+            w.and_raw(ERROR);
+        }
+    }
+    if let Some(s) = filter.since {
+        w.and("ts >=", Arg::Int(s));
+    }
+    if let Some(u) = filter.until {
+        w.and("ts <", Arg::Int(u));
+    }
+    if let Some((ts, id)) = &filter.before {
+        // Row-value comparison: older than the cursor in (ts, request_id) order.
+        w.and_pair("(ts, request_id) <", Arg::Int(*ts), Arg::Text(id.clone()));
+    }
+    let limit = match filter.limit {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM usage_records{} ORDER BY ts DESC, request_id DESC LIMIT {limit}",
+        w.sql
+    );
+    (sql, w)
+}
+
+/// `EXPLAIN` (PostgreSQL) or `EXPLAIN QUERY PLAN` (SQLite) of `sql`, one line per plan node.
+async fn explain(store: &Store, sql: &str, w: &Where) -> Result<Vec<String>> {
+    match &store.pool {
+        crate::Pool::Postgres(pool) => {
+            let sql = format!("EXPLAIN {sql}");
+            Ok(bind_args!(sqlx::query_scalar::<_, String>(&sql), &w.args)
+                .fetch_all(pool)
+                .await?)
+        }
+        crate::Pool::Sqlite(pool) => {
+            let sql = format!("EXPLAIN QUERY PLAN {sql}");
+            let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&sql), &w.args)
+                .fetch_all(pool)
+                .await?;
+            // Indent each node under its parent, as the `sqlite3` shell does.
+            let mut depth: std::collections::HashMap<i64, usize> = Default::default();
+            Ok(rows
+                .into_iter()
+                .map(|(id, parent, _, detail)| {
+                    let d = depth.get(&parent).map_or(0, |d| d + 1);
+                    depth.insert(id, d);
+                    format!("{}{detail}", "  ".repeat(d))
+                })
+                .collect())
+        }
     }
 }
 

@@ -337,6 +337,7 @@ async fn recent_is_newest_first_with_filters_and_paging() {
             ids(store.usage().recent(&f).await.unwrap()),
             vec!["r5b", "r4"]
         );
+        assert!(!store.usage().explain_recent(&f).await.unwrap().is_empty());
 
         // Pages of two, following the cursor.
         let mut pages = Vec::new();
