@@ -4,29 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{http, Answer, Gateway, BIN};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "admin-key-for-keys-tests";
-
-struct Gateway {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn redis_url() -> String {
     std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -53,103 +41,9 @@ fn config(dir: &Path, name: &str, store: &str, redis: Option<(&str, &str, &str)>
     path
 }
 
+/// Starts the gateway with its working directory (where a spool would go) beside `config`.
 fn start(config: &Path, log: PathBuf) -> Gateway {
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = match line.trim().strip_prefix("switchyard listening on http://") {
-        Some(a) => a.to_string(),
-        None => panic!(
-            "the gateway did not start: {line:?}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        ),
-    };
-    Gateway { child, addr, log }
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request with `connection: close`; the body is read to the end.
-fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: Option<&Value>) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = auth
-        .map(|k| format!("authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect::<Vec<_>>();
-    let body = if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
+    Gateway::start(config, config.parent().unwrap(), log)
 }
 
 fn chat(gw: &Gateway, key: &str, model: &str) -> Answer {
@@ -175,14 +69,7 @@ fn create_key(gw: &Gateway, body: Value) -> (String, String) {
 
 /// Polls `f` until it is true, for at most `bound`.
 fn eventually(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < bound {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    common::eventually(bound, || f().then_some(())).is_some()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
