@@ -812,15 +812,20 @@ pub fn request_id(headers: &HeaderMap) -> String {
     new_request_id(std::time::SystemTime::now())
 }
 
-/// `req_` and 32 hex digits: the milliseconds since the epoch (12 digits), then 80 random bits.
-/// Ids that sort by time keep the usage table's primary key growing at its right edge, so a
-/// batch of records touches a few index pages rather than one random page each.
+/// `req_` and 32 hex digits: the milliseconds since the epoch (12 digits), a process-wide
+/// sequence number (8 digits), then 48 random bits. Ids that sort by time keep the usage table's
+/// primary key growing at its right edge, so a batch of records touches a few index pages
+/// rather than one random page each; the sequence keeps requests started in the same
+/// millisecond in their order (the request log lists newest first by time, then id).
 fn new_request_id(now: std::time::SystemTime) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
     let ms = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
         & 0xffff_ffff_ffff;
-    let n = (u128::from(ms) << 80) | (fastrand::u128(..) >> 48);
+    let seq = SEQUENCE.fetch_add(1, Relaxed);
+    let n = (u128::from(ms) << 80) | (u128::from(seq) << 48) | u128::from(fastrand::u64(..) >> 16);
     let mut id = String::with_capacity(36);
     id.push_str("req_");
     for shift in (0..32).rev() {
@@ -878,6 +883,7 @@ mod tests {
         assert!(a[4..].bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16], "same millisecond, same prefix");
+        assert!(b > a, "started later in the same millisecond, sorts after");
         assert!(later > a && later > b);
     }
 }
