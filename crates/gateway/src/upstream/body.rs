@@ -15,7 +15,7 @@ use tokio::time::Sleep;
 pub struct Broken;
 
 pub enum UpstreamBody {
-    Http(hyper::body::Incoming),
+    Http(super::client::Body),
     Full(Option<Bytes>),
     Paced(Paced),
 }

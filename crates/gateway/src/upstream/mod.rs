@@ -7,6 +7,7 @@
 pub mod body;
 mod budget;
 pub mod client;
+mod http1;
 mod mock;
 mod openai;
 pub mod translate;
@@ -731,7 +732,7 @@ async fn exchange(
         .map_err(|_| Failure::Timeout)?
 }
 
-async fn read_limited(body: &mut hyper::body::Incoming, limit: usize) -> Result<Bytes, ()> {
+async fn read_limited(body: &mut client::Body, limit: usize) -> Result<Bytes, ()> {
     use http_body_util::BodyExt;
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
