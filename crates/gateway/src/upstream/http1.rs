@@ -350,28 +350,33 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     Ok(Some((status, version, headers)))
 }
 
-/// Reads what the socket has into `buf`, taking buffer space only once it is readable.
+/// Reads what the socket has into `buf`, taking buffer space only once it is readable. A short
+/// read marks the socket drained (tokio's `poll_read`), so the next wait costs no system call.
 fn fill(
-    io: &TcpStream,
+    io: &mut TcpStream,
     buf: &mut BytesMut,
     read_size: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(io.poll_read_ready(cx))?;
-        if buf.capacity() - buf.len() < *read_size / 2 {
-            buf.reserve(*read_size);
-        }
-        let room = buf.capacity() - buf.len();
-        match io.try_read_buf(buf) {
-            Ok(n) => {
-                if n == room && *read_size < MAX_READ {
-                    *read_size *= 2;
-                }
-                return Poll::Ready(Ok(n));
+    ready!(io.poll_read_ready(cx))?;
+    if buf.capacity() - buf.len() < *read_size / 2 {
+        buf.reserve(*read_size);
+    }
+    let room = buf.capacity() - buf.len();
+    match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+        Poll::Ready(Ok(n)) => {
+            if n == room && *read_size < MAX_READ {
+                *read_size *= 2;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => {
+            // Readiness was stale: hold no memory while waiting.
+            if buf.is_empty() {
+                *buf = BytesMut::new();
+            }
+            Poll::Pending
         }
     }
 }
@@ -623,7 +628,7 @@ impl http_body::Body for Body {
                     return Poll::Ready(Some(Err(BodyError(bad(what)))));
                 }
             }
-            let Some(io) = this.conn.as_ref() else {
+            let Some(io) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             match ready!(fill(io, &mut this.buf, &mut this.read_size, cx)) {
