@@ -110,6 +110,31 @@ fn the_admin_api_manages_keys_and_teams_and_never_shows_a_secret() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.header("x-ratelimit-limit-requests"), Some("100"));
     assert_eq!(ok.header("x-ratelimit-remaining-requests"), Some("99"));
+    let reset = ok.header("x-ratelimit-reset-requests").unwrap_or_default();
+    let reset_ms: u64 = reset
+        .strip_suffix("ms")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    // When the newest one-second bucket leaves the one-minute window.
+    assert!(reset_ms <= 61_000, "{reset}");
+    // No tpm on this key: no token headers.
+    assert_eq!(ok.header("x-ratelimit-limit-tokens"), None);
+    let (_, tokens_secret) = create_key(
+        &gw,
+        json!({ "name": "bob", "models": ["demo-*"], "tpm": 100000 }),
+    );
+    let t = chat(&gw, &tokens_secret, "demo-chat");
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(t.header("x-ratelimit-limit-tokens"), Some("100000"));
+    let remaining: u64 = t
+        .header("x-ratelimit-remaining-tokens")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(remaining < 100_000, "{remaining}");
+    assert!(t
+        .header("x-ratelimit-reset-tokens")
+        .is_some_and(|v| v.ends_with("ms") && v[..v.len() - 2].parse::<u64>().is_ok()));
+    assert_eq!(t.header("x-ratelimit-limit-requests"), None);
     let forbidden = chat(&gw, &secret, "other");
     assert_eq!(forbidden.status, 403, "{}", forbidden.body);
 

@@ -410,6 +410,7 @@ macro_rules! on_both {
 on_both!(
     sixteen_senders_land_exactly_once,
     shutdown_flushes_everything,
+    whole_batches_are_written_without_waiting_for_the_tick,
     unreachable_store_spools_then_replays,
     outage_mid_run_spools_then_replays,
     full_queue_spills_to_the_spool_with_bounded_memory,
@@ -476,6 +477,33 @@ async fn shutdown_flushes_everything(backend: Backend) {
     writer.send(record("late", 0));
     assert_eq!(writer.stats().spooled, stats.spooled + 1);
     assert_eq!(writer.stats().dropped, 0);
+}
+
+async fn whole_batches_are_written_without_waiting_for_the_tick(backend: Backend) {
+    let target = Target::ready(backend).await;
+    let store = target.store().await;
+    // The tick is an hour away: only whole batches of 100 may be written before shutdown.
+    let writer = Writer::start(
+        store.clone(),
+        Options {
+            batch_size: 100,
+            flush_interval: Duration::from_secs(3_600),
+            ..options(&target)
+        },
+    )
+    .unwrap();
+    for i in 0..250 {
+        writer.send(record("b", i));
+    }
+    until("two whole batches in the store", || async {
+        writer.stats().stored == 200
+    })
+    .await;
+    // The last 50 wait for the tick (or shutdown), not written one by one.
+    assert_eq!(writer.stats().queued, 50);
+    let stats = writer.shutdown().await;
+    assert_eq!(stats.stored, 250);
+    assert_eq!(stored_ids(&store).await, ids("b", 0..250));
 }
 
 async fn unreachable_store_spools_then_replays(backend: Backend) {

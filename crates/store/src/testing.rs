@@ -85,20 +85,25 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         // The names are generated above (`store_test_` + hex), so formatting them into DDL,
         // which cannot take bound identifiers, is safe.
-        let (url, sql) = match &self.cleanup {
+        let (url, sql, schema) = match &self.cleanup {
             Cleanup::Dir(_) => return,
             Cleanup::Database { admin_url, name } => (
                 admin_url.clone(),
                 format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                None,
             ),
             Cleanup::Schema { url, name } => (
                 url.clone(),
                 format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"),
+                Some(name.clone()),
             ),
         };
         // Drop cannot await, and may run inside a runtime: do the work on a thread of its own.
         // The store's own connections are not closed gracefully (that needs the runtime this
-        // thread may be blocking); the server ends them (`WITH (FORCE)`, or idle for a schema).
+        // thread may be blocking). A database is dropped `WITH (FORCE)`. A schema's tables may
+        // still be locked by one of them: a transaction dropped on an error path is rolled
+        // back only when its connection is next used, and an idle pooled connection never is,
+        // so `DROP SCHEMA` would wait forever. Those sessions are ended first.
         let done = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -107,10 +112,27 @@ impl Drop for TestDb {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&url).await {
-                    let _ = admin.execute(sql.as_str()).await;
-                    let _ = admin.close().await;
+                let Ok(mut admin) = PgConnection::connect(&url).await else {
+                    return;
+                };
+                let _ = admin.execute("SET lock_timeout = '2s'").await;
+                for _ in 0..5 {
+                    if let Some(schema) = &schema {
+                        let _ = sqlx::query(
+                            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                             JOIN pg_class c ON c.oid = l.relation \
+                             JOIN pg_namespace n ON n.oid = c.relnamespace \
+                             WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                        )
+                        .bind(schema)
+                        .execute(&mut admin)
+                        .await;
+                    }
+                    if admin.execute(sql.as_str()).await.is_ok() {
+                        break;
+                    }
                 }
+                let _ = admin.close().await;
             });
         });
         let _ = done.join();

@@ -252,7 +252,9 @@ impl Limiter {
         };
         let (ticket, headroom) = match &self.inner.backend {
             Backend::Memory(memory) => memory.admit(&scopes, &estimate)?,
-            Backend::Redis(remote) => remote.admit(&scopes, &estimate).await?,
+            // Boxed: the Redis round trip is a large future that the in-memory limiter (and
+            // every request's future above this one) should not carry.
+            Backend::Redis(remote) => Box::pin(remote.admit(&scopes, &estimate)).await?,
         };
         Ok(self.reservation(Some(ticket), headroom))
     }

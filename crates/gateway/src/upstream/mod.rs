@@ -269,8 +269,10 @@ pub async fn send<'v>(
                     target,
                     try_target(client, target, ticket, call, timeout, &mut attempts).await,
                 ),
+                // Boxed: two attempts in flight make a large future, and every request's
+                // future would carry (and move) that size while only hedged tries need it.
                 Some((other, other_ticket, after)) => {
-                    hedge(
+                    Box::pin(hedge(
                         client,
                         (target, ticket),
                         (other, other_ticket),
@@ -278,7 +280,7 @@ pub async fn send<'v>(
                         call,
                         timeout,
                         &mut attempts,
-                    )
+                    ))
                     .await
                 }
             };

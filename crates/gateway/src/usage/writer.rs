@@ -3,7 +3,9 @@
 //! two background tasks and the spool; it must never block or await in [`Writer::send`].
 //!
 //! - **Flusher**: drains the queue into batches of `batch_size` (or whatever arrived within
-//!   `flush_interval`) and inserts each with one `insert_batch` (idempotent by request id). A
+//!   `flush_interval`) and inserts each with one `insert_batch` (idempotent by request id). It
+//!   is woken by its tick or when a whole batch is queued, never per record (a wake-up per
+//!   request cost a task switch, often across threads, on the request path). A
 //!   batch the store refuses or does not answer within `store_timeout` goes to the spool, and
 //!   the writer turns *degraded*: later batches go straight to the spool, without waiting on a
 //!   store that is down, until the replayer has emptied it.
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use store::usage::Record;
 use store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, MissedTickBehavior};
 
@@ -157,6 +159,7 @@ impl Writer {
             store,
             connect,
             degraded: AtomicBool::new(false),
+            batch_ready: Notify::new(),
             held: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             stored: AtomicU64::new(0),
@@ -188,7 +191,14 @@ impl Writer {
     pub fn send(&self, record: Record) {
         self.shared.sent.fetch_add(1, Relaxed);
         match self.tx.try_send(record) {
-            Ok(()) => {}
+            // The flusher is not woken per record (it would cost a task wake-up, often across
+            // threads, per request): it drains the queue on its tick, or once a batch is queued.
+            Ok(()) => {
+                let queued = self.tx.max_capacity() - self.tx.capacity();
+                if queued >= self.shared.options.batch_size {
+                    self.shared.batch_ready.notify_one();
+                }
+            }
             Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => {
                 self.shared.overflow(&r);
             }
@@ -271,6 +281,8 @@ struct Shared {
     connect: Option<(String, store::Options)>,
     /// The store failed: batches go to the spool until the replayer has caught up.
     degraded: AtomicBool,
+    /// Signalled when a whole batch is queued.
+    batch_ready: Notify,
     /// Records taken off the queue and not yet stored or spooled.
     held: AtomicUsize,
     sent: AtomicU64,
@@ -290,24 +302,33 @@ impl Shared {
     ) {
         let batch = self.options.batch_size;
         let mut buf = Vec::with_capacity(batch);
-        let mut tick = tokio::time::interval(self.options.flush_interval);
+        // The first tick one interval from now (not at once, as `interval`'s is).
+        let period = self.options.flush_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Batches written per wake-up at most: what the queue holds, so the stop signal and
+        // the spool sync are never starved by a steady stream of records.
+        let rounds = self.options.queue_capacity / batch + 1;
         loop {
-            let room = batch - buf.len();
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                n = rx.recv_many(&mut buf, room) => {
-                    if n == 0 {
-                        break;
-                    }
-                    self.held.store(buf.len(), Relaxed);
-                    if buf.len() >= batch {
+                () = self.batch_ready.notified() => {
+                    // Whole batches only; the rest waits for the tick.
+                    for _ in 0..rounds {
+                        if rx.len() + buf.len() < batch {
+                            break;
+                        }
+                        self.take(&mut rx, &mut buf);
                         self.flush(&mut buf).await;
                     }
                 }
                 _ = tick.tick() => {
-                    if !buf.is_empty() {
+                    for _ in 0..rounds {
+                        self.take(&mut rx, &mut buf);
+                        if buf.is_empty() {
+                            break;
+                        }
                         self.flush(&mut buf).await;
                     }
                     self.sync_spool().await;
@@ -333,6 +354,17 @@ impl Shared {
             self.flush(&mut buf).await;
         }
         self.sync_spool().await;
+    }
+
+    /// Moves queued records into `buf`, up to a batch, without waiting.
+    fn take(&self, rx: &mut mpsc::Receiver<Record>, buf: &mut Vec<Record>) {
+        while buf.len() < self.options.batch_size {
+            match rx.try_recv() {
+                Ok(r) => buf.push(r),
+                Err(_) => break,
+            }
+        }
+        self.held.store(buf.len(), Relaxed);
     }
 
     /// Writes `buf` to the store, or to the spool if the store is down or refuses it.
