@@ -421,3 +421,16 @@ fn upstream_error_body_parses_and_renders() {
     assert_eq!(rendered, original);
     assert_eq!(error::error_type(529), e.kind);
 }
+
+/// Found by fuzzing (fuzz/corpus/responses/anthropic-stop-sequence-without-reason.json): a stop
+/// sequence without a stop reason renders as `stop_sequence`, never `end_turn`, and round-trips.
+#[test]
+fn a_stop_sequence_without_a_reason_renders_as_stop_sequence() {
+    let body = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"stop_sequence":"END","usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let rendered = response::render(&response::parse(body).unwrap());
+    let wire: Value = serde_json::from_slice(&rendered).unwrap();
+    assert_eq!(wire["stop_reason"], "stop_sequence");
+    assert_eq!(wire["stop_sequence"], "END");
+    let again = response::render(&response::parse(&rendered).unwrap());
+    assert_eq!(serde_json::from_slice::<Value>(&again).unwrap(), wire);
+}

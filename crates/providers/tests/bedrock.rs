@@ -286,3 +286,30 @@ fn decoders_survive_random_payloads() {
         let _ = error::parse(&payload, None);
     }
 }
+
+/// Found by fuzzing (fuzz/corpus/requests/bedrock-message-without-content.json): a request
+/// whose messages all lack content renders to an explicit error, not `"messages":[]`.
+#[test]
+fn a_request_without_any_content_is_refused_not_rendered_empty() {
+    let mut canonical = request::parse(br#"{"messages":[{"role":"user"}]}"#).unwrap();
+    canonical.model = MODEL.into();
+    let e = request::render(&canonical).unwrap_err();
+    assert_eq!(e.param(), Some("messages"), "{e:?}");
+}
+
+/// Found by fuzzing (fuzz/corpus/responses/bedrock-stop-sequence-with-unknown-reason.json): a
+/// stop sequence beside an unknown stop reason renders as `stop_sequence`, never `end_turn`,
+/// and the rendering round-trips.
+#[test]
+fn a_stop_sequence_never_renders_beside_end_turn() {
+    let body = br#"{"output":{"message":{"role":"assistant","content":[]}},"stopReason":"x","additionalModelResponseFields":{"stop_sequence":"END"}}"#;
+    let rendered = response::render(&response::parse(body).unwrap()).unwrap();
+    let wire = json(&rendered);
+    assert_eq!(wire["stopReason"], "stop_sequence");
+    assert_eq!(
+        wire["additionalModelResponseFields"]["stop_sequence"],
+        "END"
+    );
+    let again = response::render(&response::parse(&rendered).unwrap()).unwrap();
+    assert_eq!(json(&again), wire);
+}

@@ -94,9 +94,12 @@ pub fn to_wire(resp: &canonical::ChatResponse) -> types::Response {
     let (content, stop_reason, stop_sequence) = match choice {
         Some(c) => (
             content::response_blocks(&c.message.content),
-            c.finish_reason.as_ref().map_or("end_turn", |r| {
-                finish_reason_to_wire(r, c.stop_sequence.as_deref())
-            }),
+            match &c.finish_reason {
+                Some(r) => finish_reason_to_wire(r, c.stop_sequence.as_deref()),
+                // A stop sequence is only reported when it ended the answer.
+                None if c.stop_sequence.is_some() => "stop_sequence",
+                None => "end_turn",
+            },
             c.stop_sequence.clone(),
         ),
         None => (Vec::new(), "end_turn", None),
@@ -135,6 +138,8 @@ pub fn finish_reason_to_wire<'a>(reason: &'a FinishReason, stop_sequence: Option
         FinishReason::ToolCalls => "tool_use",
         FinishReason::ContentFilter => "refusal",
         FinishReason::Other(word) if STOP_REASONS.contains(&word.as_str()) => word,
+        // Never `end_turn` beside a stop sequence: that would contradict it.
+        FinishReason::Other(_) if stop_sequence.is_some() => "stop_sequence",
         FinishReason::Other(_) => "end_turn",
     }
 }

@@ -236,6 +236,13 @@ pub fn to_wire(req: &canonical::ChatRequest) -> Result<types::Request, WireError
             }),
         }
     }
+    // Converse refuses an empty `messages`: say so here rather than send it.
+    if messages.is_empty() {
+        return Err(WireError::field(
+            "messages",
+            "Bedrock needs at least one message with content",
+        ));
+    }
 
     let tool_config = tool_config_to_wire(req)?;
 

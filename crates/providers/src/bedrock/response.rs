@@ -93,6 +93,8 @@ pub fn to_wire(resp: &canonical::ChatResponse) -> Result<types::Response, WireEr
             }
             let reason = match &c.finish_reason {
                 Some(r) => stop_reason_to_wire(r, c.stop_sequence.is_some()),
+                // A stop sequence is only reported when it ended the answer.
+                None if c.stop_sequence.is_some() => "stop_sequence",
                 None => "end_turn",
             };
             (
@@ -142,6 +144,8 @@ pub fn stop_reason_to_wire(reason: &FinishReason, stopped_by_sequence: bool) -> 
         FinishReason::Length => "max_tokens",
         FinishReason::ContentFilter => "content_filtered",
         FinishReason::Other(word) if is_bedrock_word(word) => word,
+        // Never `end_turn` beside a stop sequence: that would contradict it.
+        FinishReason::Other(_) if stopped_by_sequence => "stop_sequence",
         FinishReason::Other(_) => "end_turn",
     }
 }
