@@ -262,6 +262,11 @@ async fn run(
             .as_ref()
             .and_then(|r| r.trace.as_ref())
             .map(|t| t.context),
+        tracestate: cx
+            .record
+            .as_ref()
+            .and_then(|r| r.trace.as_ref())
+            .and_then(|t| t.state.clone()),
     };
     app.retry_budget.deposit();
     let allow_fallbacks = facts

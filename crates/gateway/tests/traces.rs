@@ -348,6 +348,68 @@ async fn requests_and_attempts_are_exported_as_genai_spans() {
 }
 
 #[tokio::test]
+async fn an_unsampled_caller_is_not_exported_and_tracestate_is_passed_on() {
+    let (otlp, got, _receiver) = receiver(StatusCode::OK).await;
+    let mock = MockServer::start(Options {
+        api_key: Some(UPSTREAM_KEY.into()),
+    })
+    .await
+    .unwrap();
+    let telemetry = format!("telemetry: {{ otlp_endpoint: {otlp} }}");
+    let c =
+        switchyard::config::parse(&config(&mock.url(), &telemetry), "t.yaml", &|_| None).unwrap();
+    let app = App::new(c);
+    let router = app::router(app.clone());
+
+    // The caller decided not to sample (flags 00) and carries vendor state.
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("traceparent", unsampled)
+        .header("tracestate", "congo=t61rcWkgMzE")
+        .header("tracestate", "rojo=00f067aa0ba902b7")
+        .body(Body::from(chat("assistant", false).to_string()))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    let last = mock.stats().last.unwrap();
+    let tp = last.headers["traceparent"].clone();
+    assert!(
+        tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && tp.ends_with("-00"),
+        "the upstream continues the trace, unsampled: {tp}"
+    );
+    assert_eq!(
+        last.headers["tracestate"],
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    );
+
+    // A sampled request after it: exported. The exporter keeps order, so once shutdown has
+    // flushed it, anything of the unsampled request would have been exported too.
+    let sampled = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let a = send(&router, chat("assistant", false), Some(&sampled)).await;
+    assert_eq!(a.status, 200);
+    assert!(!mock
+        .stats()
+        .last
+        .unwrap()
+        .headers
+        .contains_key("tracestate"));
+    switchyard::services::stop(&app).await;
+    let (spans, _) = spans(&got);
+    let traces: Vec<&str> = spans
+        .iter()
+        .map(|s| s["traceId"].as_str().unwrap())
+        .collect();
+    assert!(traces.contains(&TRACE_ID), "{traces:?}");
+    assert!(
+        !traces.contains(&"0af7651916cd43dd8448eb211c80319c"),
+        "an unsampled request was exported: {traces:?}"
+    );
+}
+
+#[tokio::test]
 async fn without_an_endpoint_nothing_is_traced() {
     let mock = MockServer::start(Options {
         api_key: Some(UPSTREAM_KEY.into()),

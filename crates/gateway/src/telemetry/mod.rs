@@ -24,6 +24,9 @@ use crate::usage::Record;
 
 /// The W3C Trace Context header.
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// W3C Trace Context: a `tracestate` longer than this may be dropped rather than propagated.
+const MAX_TRACESTATE: usize = 512;
 
 /// A 16-byte trace id, never all zeroes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,9 @@ fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 pub struct Context {
     pub trace_id: TraceId,
     pub span_id: SpanId,
+    /// The caller's sampling decision (`traceparent` flags), or `true` for a new trace. An
+    /// unsampled request exports no span and tells its upstreams it is not sampled.
+    pub sampled: bool,
 }
 
 impl Context {
@@ -80,14 +86,14 @@ impl Context {
         SpanId::random()
     }
 
-    /// The `traceparent` an upstream receives for the attempt whose span is `span` (sampled).
+    /// The `traceparent` an upstream receives for the attempt whose span is `span`.
     pub fn traceparent(&self, span: SpanId) -> HeaderValue {
         let mut v = Vec::with_capacity(55);
         v.extend_from_slice(b"00-");
         push_hex(&mut v, &self.trace_id.0);
         v.push(b'-');
         push_hex(&mut v, &span.0);
-        v.extend_from_slice(b"-01");
+        v.extend_from_slice(if self.sampled { b"-01" } else { b"-00" });
         HeaderValue::from_bytes(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
@@ -98,6 +104,8 @@ impl Context {
 pub struct Trace {
     pub context: Context,
     pub parent: Option<SpanId>,
+    /// The caller's `tracestate`, passed on to upstreams unchanged with their `traceparent`.
+    pub state: Option<HeaderValue>,
     sink: export::Sink,
 }
 
@@ -108,16 +116,31 @@ impl Trace {
         let caller = headers
             .get(&TRACEPARENT)
             .and_then(|v| parse_traceparent(v.as_bytes()));
-        let (trace_id, parent) = match caller {
-            Some((t, p)) => (t, Some(p)),
-            None => (TraceId::random(), None),
+        let (trace_id, parent, sampled) = match caller {
+            Some((t, p, flags)) => (t, Some(p), flags & 1 == 1),
+            None => (TraceId::random(), None, true),
         };
+        // Only with a valid `traceparent` (W3C: a `tracestate` alone is ignored); several
+        // header lines are one list.
+        let state = caller.and_then(|_| {
+            let mut lines = headers.get_all(&TRACESTATE).iter();
+            let first = lines.next()?.clone();
+            let joined = lines.try_fold(first, |acc, v| {
+                let mut b = acc.as_bytes().to_vec();
+                b.push(b',');
+                b.extend_from_slice(v.as_bytes());
+                HeaderValue::from_bytes(&b).ok()
+            })?;
+            (!joined.is_empty() && joined.len() <= MAX_TRACESTATE).then_some(joined)
+        });
         Trace {
             context: Context {
                 trace_id,
                 span_id: SpanId::random(),
+                sampled,
             },
             parent,
+            state,
             sink: exporter.sink(),
         }
     }
@@ -125,6 +148,9 @@ impl Trace {
     /// Encodes the request's spans from its finished record (`latency` after its start) and
     /// queues them for export. Never waits: a full queue drops them, counted.
     pub fn finish(self, record: &Record, latency: Duration) {
+        if !self.context.sampled {
+            return;
+        }
         let mut json = Vec::with_capacity(1024 + 768 * record.attempts.len());
         let count = span::encode(&mut json, &self, record, latency);
         self.sink.send(json, count);
@@ -139,10 +165,11 @@ pub struct AttemptSpan {
     pub provider: Arc<Provider>,
 }
 
-/// Reads a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`, lowercase hex): the trace id
-/// and the caller's span id, or `None` when it is not valid (a new trace is started then).
+/// Reads a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`, lowercase hex): the trace id,
+/// the caller's span id and the flags, or `None` when it is not valid (a new trace is started
+/// then).
 /// Versions above 00 are read by their first four fields, as the W3C recommends.
-pub fn parse_traceparent(v: &[u8]) -> Option<(TraceId, SpanId)> {
+pub fn parse_traceparent(v: &[u8]) -> Option<(TraceId, SpanId, u8)> {
     if v.len() < 55 || (v.len() > 55 && v[55] != b'-') {
         return None;
     }
@@ -155,11 +182,11 @@ pub fn parse_traceparent(v: &[u8]) -> Option<(TraceId, SpanId)> {
     }
     let trace = unhex::<16>(&v[3..35])?;
     let span = unhex::<8>(&v[36..52])?;
-    unhex::<1>(&v[53..55])?;
+    let flags = unhex::<1>(&v[53..55])?[0];
     if trace == [0; 16] || span == [0; 8] {
         return None;
     }
-    Some((TraceId(trace), SpanId(span)))
+    Some((TraceId(trace), SpanId(span), flags))
 }
 
 /// `N` bytes from `2N` lowercase hex digits.
@@ -187,9 +214,12 @@ mod tests {
 
     #[test]
     fn reads_a_valid_traceparent() {
-        let (t, s) = parse_traceparent(VALID.as_bytes()).unwrap();
+        let (t, s, flags) = parse_traceparent(VALID.as_bytes()).unwrap();
         assert_eq!(t.hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(s.hex(), "00f067aa0ba902b7");
+        assert_eq!(flags, 1);
+        let unsampled = VALID.replace("-01", "-00");
+        assert_eq!(parse_traceparent(unsampled.as_bytes()).unwrap().2, 0);
         // A future version may append fields.
         let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what";
         assert!(parse_traceparent(future.as_bytes()).is_some());
@@ -214,15 +244,17 @@ mod tests {
 
     #[test]
     fn an_attempt_gets_its_own_span_in_the_same_trace() {
-        let cx = Context {
+        let mut cx = Context {
             trace_id: TraceId([0xab; 16]),
             span_id: SpanId([1; 8]),
+            sampled: true,
         };
         let child = cx.child();
         assert_ne!(child, cx.span_id);
         let tp = cx.traceparent(child);
-        let (t, s) = parse_traceparent(tp.as_bytes()).unwrap();
-        assert_eq!((t, s), (cx.trace_id, child));
-        assert!(tp.to_str().unwrap().ends_with("-01"));
+        let (t, s, flags) = parse_traceparent(tp.as_bytes()).unwrap();
+        assert_eq!((t, s, flags), (cx.trace_id, child, 1));
+        cx.sampled = false;
+        assert!(cx.traceparent(child).to_str().unwrap().ends_with("-00"));
     }
 }

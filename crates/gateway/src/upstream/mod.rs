@@ -46,6 +46,8 @@ pub struct Call<'a> {
     /// The request's trace, when traces are exported: each attempt gets a span and sends its
     /// `traceparent` upstream.
     pub trace: Option<telemetry::Context>,
+    /// The caller's `tracestate`, sent on with each attempt's `traceparent`.
+    pub tracestate: Option<http::HeaderValue>,
 }
 
 /// A response whose status is a success, with its body still to be read or relayed.
@@ -651,6 +653,10 @@ async fn attempt(
         if let (Some(cx), Some(span)) = (call.trace, span) {
             req.headers_mut()
                 .insert(telemetry::TRACEPARENT.clone(), cx.traceparent(span));
+            if let Some(state) = &call.tracestate {
+                req.headers_mut()
+                    .insert(telemetry::TRACESTATE.clone(), state.clone());
+            }
         }
         req
     };
