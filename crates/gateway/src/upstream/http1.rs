@@ -328,22 +328,22 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
         Some(1) => http::Version::HTTP_11,
         _ => http::Version::HTTP_10,
     };
-    // Header values are slices of the head, not copies.
+    // Header values are slices of the head, not copies. The offsets wait on the stack while
+    // `parsed` still borrows the buffer.
     let base = buf.as_ptr() as usize;
-    let spans: Vec<(HeaderName, usize, usize)> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| HeadError::Bad("malformed header name"))?;
-            let start = h.value.as_ptr() as usize - base;
-            Ok((name, start, h.value.len()))
-        })
-        .collect::<Result<_, HeadError>>()?;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = h.name.as_bytes();
+        *span = (offset(name), name.len(), offset(h.value), h.value.len());
+    }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, n) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..start + n))
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| HeadError::Bad("malformed header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
             .map_err(|_| HeadError::Bad("malformed header value"))?;
         headers.append(name, value);
     }
@@ -935,6 +935,21 @@ mod tests {
         // The 204 left its connection reusable.
         assert_eq!(call(&pool, s.addr).await.unwrap().0, 200);
         assert_eq!(s.accepts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn response_headers_are_read_in_order_with_repeats() {
+        let s = server(vec![Reply::Send(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nx-multi: a\r\nX-Multi: b\r\ncontent-length: 0\r\n\r\n",
+        )])
+        .await;
+        let resp = send(Pool::new(), post(s.addr, "{}")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.version(), http::Version::HTTP_11);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let multi: Vec<_> = resp.headers().get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["a", "b"]);
+        assert_eq!(resp.headers().len(), 4);
     }
 
     #[tokio::test]
