@@ -68,6 +68,21 @@ keys:
     )
 }
 
+/// The gateway (in process) in front of a fresh mock provider; `telemetry` is the config's
+/// `telemetry:` line, or empty.
+async fn gateway(telemetry: &str) -> (Arc<App>, Router, MockServer) {
+    let mock = MockServer::start(Options {
+        api_key: Some(UPSTREAM_KEY.into()),
+    })
+    .await
+    .unwrap();
+    let c =
+        switchyard::config::parse(&config(&mock.url(), telemetry), "t.yaml", &|_| None).unwrap();
+    let app = App::new(c);
+    let router = app::router(app.clone());
+    (app, router, mock)
+}
+
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
@@ -176,16 +191,8 @@ fn is_hex(s: &str, len: usize) -> bool {
 #[tokio::test]
 async fn requests_and_attempts_are_exported_as_genai_spans() {
     let (otlp, got, _receiver) = receiver(StatusCode::OK).await;
-    let mock = MockServer::start(Options {
-        api_key: Some(UPSTREAM_KEY.into()),
-    })
-    .await
-    .unwrap();
     let telemetry = format!("telemetry: {{ otlp_endpoint: {otlp}, service_name: sy-test, otlp_headers: {{ x-tenant: team-a }} }}");
-    let c =
-        switchyard::config::parse(&config(&mock.url(), &telemetry), "t.yaml", &|_| None).unwrap();
-    let app = App::new(c);
-    let router = app::router(app.clone());
+    let (app, router, mock) = gateway(&telemetry).await;
 
     // 1. Buffered, inside the caller's trace.
     let caller = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
@@ -350,16 +357,8 @@ async fn requests_and_attempts_are_exported_as_genai_spans() {
 #[tokio::test]
 async fn an_unsampled_caller_is_not_exported_and_tracestate_is_passed_on() {
     let (otlp, got, _receiver) = receiver(StatusCode::OK).await;
-    let mock = MockServer::start(Options {
-        api_key: Some(UPSTREAM_KEY.into()),
-    })
-    .await
-    .unwrap();
     let telemetry = format!("telemetry: {{ otlp_endpoint: {otlp} }}");
-    let c =
-        switchyard::config::parse(&config(&mock.url(), &telemetry), "t.yaml", &|_| None).unwrap();
-    let app = App::new(c);
-    let router = app::router(app.clone());
+    let (app, router, mock) = gateway(&telemetry).await;
 
     // The caller decided not to sample (flags 00) and carries vendor state.
     let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
@@ -411,15 +410,8 @@ async fn an_unsampled_caller_is_not_exported_and_tracestate_is_passed_on() {
 
 #[tokio::test]
 async fn without_an_endpoint_nothing_is_traced() {
-    let mock = MockServer::start(Options {
-        api_key: Some(UPSTREAM_KEY.into()),
-    })
-    .await
-    .unwrap();
-    let c = switchyard::config::parse(&config(&mock.url(), ""), "t.yaml", &|_| None).unwrap();
-    let app = App::new(c);
+    let (app, router, mock) = gateway("").await;
     assert!(app.tracer.is_none());
-    let router = app::router(app.clone());
     let caller = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     let a = send(&router, chat("assistant", false), Some(&caller)).await;
     assert_eq!(a.status, 200);
@@ -430,16 +422,8 @@ async fn without_an_endpoint_nothing_is_traced() {
 #[tokio::test]
 async fn a_failing_collector_never_fails_a_request_and_drops_are_counted() {
     let (otlp, got, _receiver) = receiver(StatusCode::BAD_REQUEST).await;
-    let mock = MockServer::start(Options {
-        api_key: Some(UPSTREAM_KEY.into()),
-    })
-    .await
-    .unwrap();
     let telemetry = format!("telemetry: {{ otlp_endpoint: {otlp} }}");
-    let c =
-        switchyard::config::parse(&config(&mock.url(), &telemetry), "t.yaml", &|_| None).unwrap();
-    let app = App::new(c);
-    let router = app::router(app.clone());
+    let (app, router, _mock) = gateway(&telemetry).await;
     let dropped = || {
         let text = switchyard::metrics::global().render(&[]);
         text.lines()
