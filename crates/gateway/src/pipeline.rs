@@ -661,47 +661,44 @@ static RL_RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-
 
 /// OpenAI's `x-ratelimit-*` headers from what the limiter left after admission.
 fn ratelimit_headers(h: &limits::Headroom, out: &mut HeaderMap) {
-    // The six values are written into one buffer and the headers slice it: one allocation
+    // The values are written into one buffer and the headers slice it: one allocation
     // instead of one or two per header.
+    let windows = [
+        (
+            h.requests,
+            [
+                &RL_LIMIT_REQUESTS,
+                &RL_REMAINING_REQUESTS,
+                &RL_RESET_REQUESTS,
+            ],
+        ),
+        (
+            h.tokens,
+            [&RL_LIMIT_TOKENS, &RL_REMAINING_TOKENS, &RL_RESET_TOKENS],
+        ),
+    ];
     let mut text = bytes::BytesMut::with_capacity(96);
-    let mut spans = [(0usize, 0usize); 6];
-    let mut put = |i: usize, n: u64, ms: bool| {
-        let start = text.len();
-        text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        if ms {
-            text.extend_from_slice(b"ms");
+    let mut spans = [None; 6];
+    let present = windows
+        .iter()
+        .filter_map(|(w, names)| w.map(|w| (w, names)));
+    for (i, (w, names)) in present.enumerate() {
+        let values = [
+            (w.limit, ""),
+            (w.remaining, ""),
+            (w.reset.as_millis() as u64, "ms"),
+        ];
+        for (j, (name, (n, unit))) in names.iter().zip(values).enumerate() {
+            let start = text.len();
+            text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            text.extend_from_slice(unit.as_bytes());
+            spans[i * 3 + j] = Some((*name, start, text.len()));
         }
-        spans[i] = (start, text.len());
-    };
-    if let Some(r) = h.requests {
-        put(0, r.limit, false);
-        put(1, r.remaining, false);
-        put(2, r.reset.as_millis() as u64, true);
-    }
-    if let Some(t) = h.tokens {
-        put(3, t.limit, false);
-        put(4, t.remaining, false);
-        put(5, t.reset.as_millis() as u64, true);
     }
     let text = text.freeze();
-    let names = [
-        &RL_LIMIT_REQUESTS,
-        &RL_REMAINING_REQUESTS,
-        &RL_RESET_REQUESTS,
-        &RL_LIMIT_TOKENS,
-        &RL_REMAINING_TOKENS,
-        &RL_RESET_TOKENS,
-    ];
-    for (i, (name, (a, b))) in names.into_iter().zip(spans).enumerate() {
-        let present = if i < 3 {
-            h.requests.is_some()
-        } else {
-            h.tokens.is_some()
-        };
-        if present {
-            if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(a..b)) {
-                out.insert(name.clone(), v);
-            }
+    for (name, a, b) in spans.into_iter().flatten() {
+        if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(a..b)) {
+            out.insert(name.clone(), v);
         }
     }
 }

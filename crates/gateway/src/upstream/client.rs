@@ -68,9 +68,15 @@ pub enum Body {
     Plain(http1::Body),
 }
 
-/// The body broke off.
+/// The body broke off: the connection failed, or its framing was not valid HTTP.
 #[derive(Debug)]
 pub struct BodyError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BodyError {
+    pub(super) fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BodyError {
+        BodyError(e.into())
+    }
+}
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,9 +98,7 @@ impl http_body::Body for Body {
             Body::Tls(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|e| BodyError(Box::new(e))),
-            Body::Plain(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map_err(|e| BodyError(Box::new(e))),
+            Body::Plain(b) => Pin::new(b).poll_frame(cx),
         }
     }
 

@@ -29,7 +29,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use super::client::Error;
+use super::client::{BodyError, Error};
 
 /// Idle connections kept per host.
 pub(super) const MAX_IDLE_PER_HOST: usize = 1024;
@@ -472,18 +472,6 @@ impl std::fmt::Debug for Body {
     }
 }
 
-/// The answer's connection broke, or its body was not valid HTTP/1.1 framing.
-#[derive(Debug)]
-pub struct BodyError(io::Error);
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "upstream body: {}", self.0)
-    }
-}
-
-impl std::error::Error for BodyError {}
-
 enum Step {
     Data(Bytes),
     More,
@@ -625,7 +613,7 @@ impl http_body::Body for Body {
                 Ok(Step::More) => {}
                 Err(what) => {
                     this.fail();
-                    return Poll::Ready(Some(Err(BodyError(bad(what)))));
+                    return Poll::Ready(Some(Err(BodyError::new(bad(what)))));
                 }
             }
             let Some(io) = this.conn.as_mut() else {
@@ -640,12 +628,12 @@ impl http_body::Body for Body {
                 Ok(0) => {
                     this.fail();
                     let e = io::Error::new(io::ErrorKind::UnexpectedEof, "body cut short");
-                    return Poll::Ready(Some(Err(BodyError(e))));
+                    return Poll::Ready(Some(Err(BodyError::new(e))));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     this.fail();
-                    return Poll::Ready(Some(Err(BodyError(e))));
+                    return Poll::Ready(Some(Err(BodyError::new(e))));
                 }
             }
         }
@@ -676,7 +664,7 @@ impl Body {
 
 /// The Fx hash (rustc's): host names are not attacker-chosen keys here.
 #[derive(Default, Clone, Copy)]
-pub(super) struct FxHasher(u64);
+struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
