@@ -394,14 +394,18 @@ async fn run(mut store: Store, url: &str, args: &Args) -> Res<String> {
     let mut gen = Gen::new();
     let mut insert_time = Duration::ZERO;
     let mut inserted = 0u64;
-    let mut batch = Vec::with_capacity(BATCH);
     let mut i = 0;
     while i < n {
-        batch.clear();
-        batch.extend((i..(i + BATCH).min(n)).map(|j| gen.record(j, n, start)));
+        // Shared, as the gateway's usage writer hands its batches over.
+        let batch: Vec<_> = (i..(i + BATCH).min(n))
+            .map(|j| gen.record(j, n, start))
+            .collect();
         i += batch.len();
         let t = Instant::now();
-        inserted += store.usage().insert_batch(&batch).await?;
+        inserted += store
+            .usage()
+            .insert_shared(std::sync::Arc::new(batch))
+            .await?;
         insert_time += t.elapsed();
         if (i / BATCH) % 100 == 0 {
             eprintln!(

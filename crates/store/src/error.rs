@@ -30,6 +30,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// From the SQLite connection that inserts usage records (`usage::sqlite_writer`).
+    #[error("database error: {0}")]
+    Embedded(#[source] rusqlite::Error),
 }
 
 impl Error {
@@ -52,6 +55,10 @@ impl Error {
                         || code.starts_with("53")
                 }
             }
+            Error::Embedded(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }

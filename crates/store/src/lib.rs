@@ -71,6 +71,9 @@ impl Default for Options {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// The thread that inserts usage records into a SQLite file; `None` on PostgreSQL and
+    /// SQLite in memory.
+    usage_writer: Option<std::sync::Arc<usage::SqliteWriter>>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,8 +98,18 @@ impl Store {
             Backend::Sqlite => Pool::Sqlite(open_sqlite(url, options).await?),
             Backend::Postgres => Pool::Postgres(open_postgres(url, options).await?),
         };
-        let store = Store { pool };
+        let mut store = Store {
+            pool,
+            usage_writer: None,
+        };
         store.migrate().await?;
+        if let Pool::Sqlite(p) = &store.pool {
+            let file = p.connect_options().get_filename().to_owned();
+            if !sqlite_in_memory(url) {
+                let writer = usage::SqliteWriter::start(file, options.busy_timeout)?;
+                store.usage_writer = Some(std::sync::Arc::new(writer));
+            }
+        }
         Ok(store)
     }
 
@@ -130,6 +143,9 @@ impl Store {
 
     /// Closes every connection; later calls fail with [`Error::Unavailable`].
     pub async fn close(&self) {
+        if let Some(w) = &self.usage_writer {
+            w.close();
+        }
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
@@ -174,8 +190,12 @@ fn backend_of(url: &str) -> Result<Backend> {
     }
 }
 
+fn sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 async fn open_sqlite(url: &str, options: &Options) -> Result<SqlitePool> {
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let in_memory = sqlite_in_memory(url);
     let connect = SqliteConnectOptions::from_str(url)
         .map_err(|_| Error::UnsupportedUrl("sqlite".into()))?
         .create_if_missing(true)

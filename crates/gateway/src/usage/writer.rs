@@ -3,7 +3,7 @@
 //! two background tasks and the spool; it must never block or await in [`Writer::send`].
 //!
 //! - **Flusher**: drains the queue into batches of `batch_size` (or whatever arrived within
-//!   `flush_interval`) and inserts each with one `insert_batch` (idempotent by request id). It
+//!   `flush_interval`) and inserts each with one `insert_shared` (idempotent by request id). It
 //!   is woken by its tick or when a whole batch is queued, never per record (a wake-up per
 //!   request cost a task switch, often across threads, on the request path). A
 //!   batch the store refuses or does not answer within `store_timeout` goes to the spool, and
@@ -369,10 +369,14 @@ impl Shared {
 
     /// Writes `buf` to the store, or to the spool if the store is down or refuses it.
     async fn flush(self: &Arc<Self>, buf: &mut Vec<Record>) {
-        let records = std::mem::replace(buf, Vec::with_capacity(self.options.batch_size));
+        // Shared with the store's writer, kept here to be spooled if the insert fails.
+        let records = Arc::new(std::mem::replace(
+            buf,
+            Vec::with_capacity(self.options.batch_size),
+        ));
         let store = self.store.get().filter(|_| !self.degraded.load(Relaxed));
         if let Some(store) = store {
-            match self.insert(store, &records).await {
+            match self.insert(store, records.clone()).await {
                 Ok(n) => {
                     self.stored.fetch_add(n, Relaxed);
                     self.held.store(0, Relaxed);
@@ -389,10 +393,10 @@ impl Shared {
         self.held.store(0, Relaxed);
     }
 
-    async fn insert(&self, store: &Store, records: &[Record]) -> Result<u64, String> {
+    async fn insert(&self, store: &Store, records: Arc<Vec<Record>>) -> Result<u64, String> {
         match timeout(
             self.options.store_timeout,
-            store.usage().insert_batch(records),
+            store.usage().insert_shared(records),
         )
         .await
         {
@@ -403,7 +407,7 @@ impl Shared {
     }
 
     /// Appends a batch to the spool and `fsync`s it, off the runtime's threads.
-    async fn spool_batch(self: &Arc<Self>, records: Vec<Record>) {
+    async fn spool_batch(self: &Arc<Self>, records: Arc<Vec<Record>>) {
         let n = records.len() as u64;
         let me = Arc::clone(self);
         let done =
@@ -541,10 +545,11 @@ impl Shared {
             };
             bad.extend(chunk.bad);
             if !chunk.records.is_empty() {
-                match self.insert(store, &chunk.records).await {
+                let count = chunk.records.len() as u64;
+                match self.insert(store, Arc::new(chunk.records)).await {
                     Ok(n) => {
                         self.stored.fetch_add(n, Relaxed);
-                        self.replayed.fetch_add(chunk.records.len() as u64, Relaxed);
+                        self.replayed.fetch_add(count, Relaxed);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "usage store still failing; will retry the spool");

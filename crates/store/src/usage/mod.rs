@@ -7,8 +7,12 @@
 //! and budgets add up the known costs).
 
 mod aggregate;
+mod sqlite_writer;
+
+pub(crate) use sqlite_writer::SqliteWriter;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -169,9 +173,25 @@ impl Usage<'_> {
         if records.is_empty() {
             return Ok(0);
         }
-        match &self.store.pool {
-            crate::Pool::Postgres(pool) => insert_postgres(pool, records).await,
-            crate::Pool::Sqlite(pool) => insert_sqlite(pool, records).await,
+        match (&self.store.pool, &self.store.usage_writer) {
+            (crate::Pool::Postgres(pool), _) => insert_postgres(pool, records).await,
+            (crate::Pool::Sqlite(_), Some(writer)) => {
+                writer.insert(Arc::new(records.to_vec())).await
+            }
+            (crate::Pool::Sqlite(pool), None) => insert_sqlite(pool, records).await,
+        }
+    }
+
+    /// [`Usage::insert_batch`] for a batch the caller keeps a handle on (to spool it if the
+    /// insert fails or times out): on a SQLite file the records are not copied.
+    pub async fn insert_shared(&self, records: Arc<Vec<Record>>) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        match (&self.store.pool, &self.store.usage_writer) {
+            (crate::Pool::Postgres(pool), _) => insert_postgres(pool, &records).await,
+            (crate::Pool::Sqlite(_), Some(writer)) => writer.insert(records).await,
+            (crate::Pool::Sqlite(pool), None) => insert_sqlite(pool, &records).await,
         }
     }
 
