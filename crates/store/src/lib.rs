@@ -106,7 +106,7 @@ impl Store {
         if let Pool::Sqlite(p) = &store.pool {
             let file = p.connect_options().get_filename().to_owned();
             if !sqlite_in_memory(url) {
-                let writer = usage::SqliteWriter::start(file, options.busy_timeout)?;
+                let writer = usage::SqliteWriter::start(file, options.busy_timeout).await?;
                 store.usage_writer = Some(std::sync::Arc::new(writer));
             }
         }

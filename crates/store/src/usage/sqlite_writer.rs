@@ -11,7 +11,7 @@
 //! closed, after the batches already queued. A `:memory:` store has no such thread (another
 //! connection would see another database): it inserts through the pool.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,21 +36,24 @@ struct Job {
 }
 
 impl SqliteWriter {
-    /// Opens the thread's connection to `path` (the schema must exist: migrations ran first).
-    pub(crate) fn start(path: PathBuf, busy_timeout: Duration) -> Result<SqliteWriter> {
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(Error::Embedded)?;
-        conn.busy_timeout(busy_timeout).map_err(Error::Embedded)?;
-        // WAL is a property of the file (set by the pool); `synchronous` is per connection.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(Error::Embedded)?;
+    /// Starts the thread, which opens its connection to `path` (the schema must exist:
+    /// migrations ran first). The file is opened there, not on the caller's runtime.
+    pub(crate) async fn start(path: PathBuf, busy_timeout: Duration) -> Result<SqliteWriter> {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let (opened, open_result) = oneshot::channel::<Result<()>>();
         std::thread::Builder::new()
             .name("switchyard-usage-sqlite".into())
             .spawn(move || {
+                let conn = match open(&path, busy_timeout) {
+                    Ok(c) => {
+                        let _ = opened.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
                 let mut json = Vec::with_capacity(256);
                 while let Some(Job { records, done }) = rx.blocking_recv() {
                     let result = insert(&conn, &records, &mut json);
@@ -63,6 +66,9 @@ impl SqliteWriter {
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start the usage writer thread: {e}")))?;
+        open_result
+            .await
+            .map_err(|_| Error::Invalid("the usage writer thread ended at start".into()))??;
         Ok(SqliteWriter {
             jobs: Mutex::new(Some(tx)),
         })
@@ -83,6 +89,19 @@ impl SqliteWriter {
     pub(crate) fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+fn open(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::Embedded)?;
+    conn.busy_timeout(busy_timeout).map_err(Error::Embedded)?;
+    // WAL is a property of the file (set by the pool); `synchronous` is per connection.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(Error::Embedded)?;
+    Ok(conn)
 }
 
 /// One transaction; a record whose request id is already stored is skipped.
