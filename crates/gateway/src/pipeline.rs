@@ -91,12 +91,13 @@ async fn serve(
 ) -> Response {
     let started = Instant::now();
     let config = app.config();
-    let request_id = request_id(req.headers());
+    let request_id = new_request_id(std::time::SystemTime::now());
     let name = match protocol {
         Protocol::Anthropic => "messages",
         _ => endpoint_name(endpoint),
     };
     let mut record = usage::Record::new(request_id.clone(), name, started);
+    record.client_request_id = client_request_id(req.headers());
     if let Some(exporter) = &app.tracer {
         record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
     }
@@ -826,18 +827,17 @@ fn endpoint_name(e: Endpoint) -> &'static str {
     }
 }
 
-/// The client's `x-request-id` when it is a sane token, else a new one.
-pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !v.is_empty()
-            && v.len() <= 128
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        {
-            return v.to_string();
-        }
-    }
-    new_request_id(std::time::SystemTime::now())
+/// The client's `x-request-id` when it is a sane token. Kept for correlation only: every
+/// request gets an id of the gateway's own (answered in `x-request-id`), because records are
+/// keyed and deduplicated by it, and a client that reused its ids (or replayed another's) would
+/// otherwise merge many requests into one record and slip past budgets.
+pub fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    let sane = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    sane.then(|| v.to_owned())
 }
 
 /// `req_` and 32 hex digits: the milliseconds since the epoch (12 digits), a process-wide

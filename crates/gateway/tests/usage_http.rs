@@ -340,3 +340,55 @@ models:
     );
     drop(mock);
 }
+
+/// A client's own `x-request-id` never keys the usage record: requests that reuse one (a
+/// retrying client, or one hoping to merge its requests into one record and slip past its
+/// budget) each leave their own record under an id of the gateway's, and the client's id is in
+/// their log lines for correlation.
+#[test]
+fn a_reused_client_request_id_still_leaves_one_record_per_request() {
+    let rt = runtime();
+    let mock = rt
+        .block_on(MockServer::start(Options {
+            api_key: Some(UPSTREAM_KEY.into()),
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        &config(dir.path(), &mock.url(), false),
+        dir.path(),
+        dir.path().join("gw.log"),
+    );
+    let client_id = format!("client-{:08x}", fastrand::u32(..));
+    let mut ids = Vec::new();
+    for stream in [false, true, false] {
+        let a = gw.post_with(
+            "/v1/chat/completions",
+            Some(CLIENT_KEY),
+            &chat("mini", stream, "the same id"),
+            &[("x-request-id", &client_id)],
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        let id = a.header("x-request-id").unwrap().to_owned();
+        assert!(id.starts_with("req_") && id != client_id, "{id}");
+        ids.push(id);
+    }
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+    for id in &ids {
+        let g = generation(&gw, id);
+        assert_eq!(g["id"], id.as_str(), "{g}");
+        assert!(g["tokens_prompt"].as_u64().unwrap() > 0, "{g}");
+    }
+    let log = gw.log_text();
+    for id in &ids {
+        let line = log
+            .lines()
+            .find(|l| l.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{log}"));
+        assert!(line.contains(&client_id), "{line}");
+    }
+    drop(mock);
+}

@@ -76,6 +76,9 @@ pub(super) fn encode(out: &mut Vec<u8>, trace: &Trace, r: &Record, latency: Dura
             a.str("error.type", "client_disconnected");
         }
         a.str("switchyard.request_id", &r.request_id);
+        if let Some(id) = &r.client_request_id {
+            a.str("switchyard.client_request_id", id);
+        }
         a.str("switchyard.endpoint", r.endpoint);
         if !r.version.is_empty() {
             a.str("switchyard.version", &r.version);

@@ -22,7 +22,11 @@ pub use writer::{Options, Stats, Writer};
 
 #[derive(Debug)]
 pub struct Record {
+    /// Minted by the gateway for every request: unique, so it keys the usage record.
     pub request_id: String,
+    /// The client's own `x-request-id`, when it sent a sane one: logged and traced beside ours
+    /// for correlation, never used as the record's key (a reused one would merge records).
+    pub client_request_id: Option<String>,
     pub started: Instant,
     /// Wall-clock time of `started`, the record's `ts` in the store.
     pub time: SystemTime,
@@ -146,6 +150,7 @@ impl Record {
     pub fn new(request_id: String, endpoint: &'static str, started: Instant) -> Self {
         Record {
             request_id,
+            client_request_id: None,
             started,
             time: SystemTime::now()
                 .checked_sub(started.elapsed())
@@ -334,6 +339,7 @@ pub fn emit(mut r: Record) {
     tracing::info!(
         target: "switchyard::request",
         request_id = %r.request_id,
+        client_request_id = r.client_request_id.as_deref(),
         endpoint = r.endpoint,
         key = r.key.as_deref().unwrap_or(""),
         model = %r.model,

@@ -87,6 +87,17 @@ impl Gateway {
         http(&self.addr, "POST", path, auth, Some(body))
     }
 
+    /// [`Gateway::post`] with extra request headers.
+    pub fn post_with(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        http_with(&self.addr, "POST", path, auth, Some(body), headers)
+    }
+
     /// The value of an unlabelled metric in `/metrics`.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let text = self.get("/metrics", None).body;
@@ -139,12 +150,27 @@ pub fn http(
     auth: Option<&str>,
     body: Option<&Value>,
 ) -> Answer {
+    http_with(addr, method, path, auth, body, &[])
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = auth
+    let mut auth = auth
         .map(|k| format!("authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        auth.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
