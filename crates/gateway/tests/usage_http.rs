@@ -46,6 +46,28 @@ models:
     )
 }
 
+/// The in-process mock (it wants `UPSTREAM_KEY`) and the runtime it runs on.
+fn start_mock() -> (tokio::runtime::Runtime, MockServer) {
+    let rt = runtime();
+    let mock = rt
+        .block_on(MockServer::start(Options {
+            api_key: Some(UPSTREAM_KEY.into()),
+        }))
+        .unwrap();
+    (rt, mock)
+}
+
+/// A gateway on [`config`] in a directory of its own (removed when dropped).
+fn start_gateway(mock: &MockServer, bodies: bool) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        &config(dir.path(), &mock.url(), bodies),
+        dir.path(),
+        dir.path().join("gw.log"),
+    );
+    (dir, gw)
+}
+
 fn chat(model: &str, stream: bool, text: &str) -> Value {
     let mut body = json!({ "model": model, "messages": [{ "role": "user", "content": text }] });
     if stream {
@@ -90,12 +112,7 @@ fn generation(gw: &Gateway, id: &str) -> Value {
 
 #[test]
 fn the_catalogue_prices_a_target_without_a_price_and_a_configured_price_wins() {
-    let rt = runtime();
-    let mock = rt
-        .block_on(MockServer::start(Options {
-            api_key: Some(UPSTREAM_KEY.into()),
-        }))
-        .unwrap();
+    let (_rt, mock) = start_mock();
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), &mock.url(), false);
 
@@ -244,19 +261,9 @@ fn records(gw: &Gateway, ids: &[(String, String)]) -> Vec<Value> {
 
 #[test]
 fn bodies_are_stored_only_when_asked_and_never_logged() {
-    let rt = runtime();
-    let mock = rt
-        .block_on(MockServer::start(Options {
-            api_key: Some(UPSTREAM_KEY.into()),
-        }))
-        .unwrap();
+    let (_rt, mock) = start_mock();
     for bodies in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let gw = Gateway::start(
-            &config(dir.path(), &mock.url(), bodies),
-            dir.path(),
-            dir.path().join("gw.log"),
-        );
+        let (_dir, gw) = start_gateway(&mock, bodies);
         let marker = format!("zebra-{:08x}", fastrand::u32(..));
         let sent = three_requests(&gw, &marker);
         for (r, (id, prompt)) in records(&gw, &sent).iter().zip(&sent) {
@@ -291,12 +298,7 @@ fn bodies_are_stored_only_when_asked_and_never_logged() {
 
 #[test]
 fn a_streamed_openai_answer_is_charged_to_the_budget() {
-    let rt = runtime();
-    let mock = rt
-        .block_on(MockServer::start(Options {
-            api_key: Some(UPSTREAM_KEY.into()),
-        }))
-        .unwrap();
+    let (_rt, mock) = start_mock();
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
@@ -347,18 +349,8 @@ models:
 /// their log lines for correlation.
 #[test]
 fn a_reused_client_request_id_still_leaves_one_record_per_request() {
-    let rt = runtime();
-    let mock = rt
-        .block_on(MockServer::start(Options {
-            api_key: Some(UPSTREAM_KEY.into()),
-        }))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(
-        &config(dir.path(), &mock.url(), false),
-        dir.path(),
-        dir.path().join("gw.log"),
-    );
+    let (_rt, mock) = start_mock();
+    let (_dir, gw) = start_gateway(&mock, false);
     let client_id = format!("client-{:08x}", fastrand::u32(..));
     let mut ids = Vec::new();
     for stream in [false, true, false] {
