@@ -162,36 +162,41 @@ const COLUMNS: &str = "request_id, ts, key_id, team_id, endpoint, model, version
 const ERROR: &str = "(status >= 400 OR error IS NOT NULL)";
 
 impl Usage<'_> {
-    /// Inserts `records` in one statement on PostgreSQL (`INSERT … SELECT FROM UNNEST`), in
-    /// one transaction of multi-row `INSERT`s (100, 10 or 1 rows each: three cached statement shapes) on SQLite. A record whose `request_id` is already stored is skipped, so a
-    /// batch can be replayed safely. Returns how many were new.
+    /// Inserts `records`: in one statement on PostgreSQL (`INSERT … SELECT FROM UNNEST`); on a
+    /// SQLite file in one transaction on the usage writer thread (`sqlite_writer`: one prepared
+    /// single-row `INSERT`); on SQLite in memory in one transaction of multi-row `INSERT`s
+    /// through the pool. A record whose `request_id` is already stored is skipped, so a batch
+    /// can be replayed safely. Returns how many were new.
     ///
     /// Never refuses a record for its values: counts above `i64::MAX` are clamped, non-finite
     /// durations or costs are stored as 0, and on PostgreSQL (whose text cannot hold it) a NUL
     /// character becomes U+FFFD, so one bad record cannot lose a batch.
     pub async fn insert_batch(&self, records: &[Record]) -> Result<u64> {
-        if records.is_empty() {
-            return Ok(0);
-        }
-        match (&self.store.pool, &self.store.usage_writer) {
-            (crate::Pool::Postgres(pool), _) => insert_postgres(pool, records).await,
-            (crate::Pool::Sqlite(_), Some(writer)) => {
-                writer.insert(Arc::new(records.to_vec())).await
-            }
-            (crate::Pool::Sqlite(pool), None) => insert_sqlite(pool, records).await,
+        match &self.store.usage_writer {
+            Some(_) => self.insert_shared(Arc::new(records.to_vec())).await,
+            None => self.insert_through_pool(records).await,
         }
     }
 
     /// [`Usage::insert_batch`] for a batch the caller keeps a handle on (to spool it if the
     /// insert fails or times out): on a SQLite file the records are not copied.
     pub async fn insert_shared(&self, records: Arc<Vec<Record>>) -> Result<u64> {
+        match &self.store.usage_writer {
+            Some(_) if records.is_empty() => Ok(0),
+            Some(writer) => writer.insert(records).await,
+            None => self.insert_through_pool(&records).await,
+        }
+    }
+
+    /// PostgreSQL, and SQLite in memory (no writer thread: another connection would see
+    /// another database).
+    async fn insert_through_pool(&self, records: &[Record]) -> Result<u64> {
         if records.is_empty() {
             return Ok(0);
         }
-        match (&self.store.pool, &self.store.usage_writer) {
-            (crate::Pool::Postgres(pool), _) => insert_postgres(pool, &records).await,
-            (crate::Pool::Sqlite(_), Some(writer)) => writer.insert(records).await,
-            (crate::Pool::Sqlite(pool), None) => insert_sqlite(pool, &records).await,
+        match &self.store.pool {
+            crate::Pool::Postgres(pool) => insert_postgres(pool, records).await,
+            crate::Pool::Sqlite(pool) => insert_sqlite(pool, records).await,
         }
     }
 
