@@ -1,5 +1,8 @@
 //! Shared state and the HTTP surface: the routes, and the ONE place generic tower layers are
-//! ordered.
+//! ordered. The server sends the four model routes (`POST` on `/v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`, `/v1/messages`) to the same pipeline functions without
+//! this router (`server::Hot`); they are kept here too, for the router's other methods (405)
+//! and for tests that drive the router alone.
 //!
 //! The configuration is swapped whole on reload (`ArcSwap`): a request sees one configuration
 //! from start to end; an invalid file is refused and the running one kept.

@@ -109,7 +109,8 @@ async fn serve(
     if let Ok(v) = HeaderValue::try_from(request_id) {
         cx.headers.insert(X_REQUEST_ID.clone(), v);
     }
-    let mut resp = match run(app, &config, req, protocol, endpoint, &mut cx).await {
+    let deadline = started + config.server.request_timeout;
+    let mut resp = match run(app, &config, req, protocol, endpoint, deadline, &mut cx).await {
         Ok(resp) => resp,
         Err(e) => {
             if let Some(mut r) = cx.record.take() {
@@ -125,7 +126,10 @@ async fn serve(
             resp
         }
     };
-    resp.headers_mut().extend(cx.headers);
+    // Ours (ids, model, version, limits…) are most of the answer's headers: they become its
+    // map, and the few the response brought (content type, Retry-After) join them.
+    let own = std::mem::replace(resp.headers_mut(), cx.headers);
+    resp.headers_mut().extend(own);
     resp
 }
 
@@ -181,9 +185,9 @@ async fn run(
     req: http::Request<Body>,
     protocol: Protocol,
     endpoint: Endpoint,
+    deadline: Instant,
     cx: &mut Ctx,
 ) -> Result<Response, Error> {
-    let deadline = Instant::now() + config.server.request_timeout;
     let (parts, body) = req.into_parts();
 
     // 1. Authenticate.

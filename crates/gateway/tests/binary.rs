@@ -182,6 +182,63 @@ fn sigterm_lets_an_in_flight_stream_finish_and_exits_cleanly() {
     assert!(status.success(), "{status:?}");
 }
 
+/// The model routes are served without the router (see `server::Hot`); what the router did for
+/// them still holds through the real server: each protocol answers in its own format, another
+/// method on the same path is a 405 and a path that only starts like one is a 404, both in
+/// OpenAI's error format.
+#[test]
+fn model_routes_and_their_neighbours_answer_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&write_config(dir.path(), ONE));
+    let answer = |method: &str, path: &str, body: &str| {
+        let mut out = String::new();
+        gw.send(method, path, body)
+            .read_to_string(&mut out)
+            .unwrap();
+        let status: u16 = out.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    };
+    let (status, body) = answer("POST", "/v1/chat/completions", &chat("one", false));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""object":"chat.completion""#), "{body}");
+    let (status, body) = answer(
+        "POST",
+        "/v1/messages",
+        r#"{"model":"one","max_tokens":16,"messages":[{"role":"user","content":"a b c"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""type":"message""#), "{body}");
+    let (status, body) = answer(
+        "POST",
+        "/v1/completions",
+        r#"{"model":"one","prompt":"a b c"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""object":"text_completion""#), "{body}");
+    let (status, body) = answer(
+        "POST",
+        "/v1/embeddings",
+        r#"{"model":"one","input":"a b c"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""embedding""#), "{body}");
+    // A model error still comes from the pipeline, in the endpoint's own format.
+    let (status, body) = answer("POST", "/v1/messages", r#"{"model":"one"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""type":"error""#), "{body}");
+    for (method, path, want) in [
+        ("GET", "/v1/chat/completions", 405),
+        ("PUT", "/v1/messages", 405),
+        ("POST", "/v1/chat/completions/", 404),
+        ("POST", "/v1/chat", 404),
+    ] {
+        let (status, body) = answer(method, path, "");
+        assert_eq!(status, want, "{method} {path}: {body}");
+        assert!(body.contains(r#""error""#), "{method} {path}: {body}");
+    }
+}
+
 #[test]
 fn sighup_reloads_the_file_and_keeps_serving_on_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();

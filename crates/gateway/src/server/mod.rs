@@ -3,18 +3,22 @@
 //! graceful stop on SIGTERM/SIGINT (stop accepting, let in-flight requests and streams finish up
 //! to a deadline).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod idle;
 
+use futures_util::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use providers::openai::peek::Endpoint;
 use tokio::net::{TcpListener, TcpStream};
 use tower::Service as _;
 
 use crate::app::{self, App};
+use crate::{handlers, pipeline};
 
 /// The first bytes an HTTP/2 client with prior knowledge sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -75,7 +79,14 @@ pub async fn serve(
         let protocols = protocols.clone();
         let router = router.clone();
         let stopping = stopping.clone();
-        tokio::spawn(connection(stream, protocols, router, watcher, stopping));
+        tokio::spawn(connection(
+            stream,
+            protocols,
+            app.clone(),
+            router,
+            watcher,
+            stopping,
+        ));
     }
     drop(listener);
     let _ = stopping_tx.send(true);
@@ -102,6 +113,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     protocols: Arc<Protocols>,
+    app: Arc<App>,
     router: axum::Router,
     watcher: Watcher,
     mut stopping: tokio::sync::watch::Receiver<bool>,
@@ -122,9 +134,18 @@ async fn connection(
     let io = TokioIo::new(idle::IdleIo::new(stream, idle_timeout, active.clone()));
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = active.enter();
+        let hot = hot_route(&req);
+        let app = app.clone();
         let mut router = router.clone();
         async move {
-            let resp = router.call(req.map(axum::body::Body::new)).await?;
+            let req = req.map(axum::body::Body::new);
+            let resp = match hot {
+                Some(route) => AssertUnwindSafe(route.serve(&app, req))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(handlers::panic),
+                None => router.call(req).await?,
+            };
             Ok::<_, std::convert::Infallible>(resp.map(|inner| idle::Tracked {
                 inner,
                 _guard: guard,
@@ -137,6 +158,42 @@ async fn connection(
     } else {
         let conn = protocols.auto.serve_connection_with_upgrades(io, service);
         let _ = watcher.watch(conn.into_owned()).await;
+    }
+}
+
+/// The routes every model request takes, served without the router: the same handlers, but
+/// without the router's path lookup, its boxed per-request service and handler futures and its
+/// panic layer (the panic is caught here instead, answered the same way). Everything else,
+/// other methods on these paths included (405), goes through `app::router`.
+#[derive(Clone, Copy)]
+enum Hot {
+    Openai(Endpoint),
+    Anthropic,
+}
+
+fn hot_route<B>(req: &http::Request<B>) -> Option<Hot> {
+    if req.method() != http::Method::POST {
+        return None;
+    }
+    match req.uri().path() {
+        "/v1/chat/completions" => Some(Hot::Openai(Endpoint::Chat)),
+        "/v1/messages" => Some(Hot::Anthropic),
+        "/v1/completions" => Some(Hot::Openai(Endpoint::Completions)),
+        "/v1/embeddings" => Some(Hot::Openai(Endpoint::Embeddings)),
+        _ => None,
+    }
+}
+
+impl Hot {
+    async fn serve(
+        self,
+        app: &App,
+        req: http::Request<axum::body::Body>,
+    ) -> axum::response::Response {
+        match self {
+            Hot::Openai(endpoint) => pipeline::openai(app, req, endpoint).await,
+            Hot::Anthropic => pipeline::anthropic(app, req).await,
+        }
     }
 }
 
