@@ -328,6 +328,18 @@ def test_idle_and_slow_clients_are_disconnected(
     with socket.create_connection((host, port), timeout=5) as slow:
         slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
         assert closed_within(slow, 8) < 8
-    # The gateway still serves after both.
+    # A keep-alive client that was served once and then says nothing more.
+    with socket.create_connection((host, port), timeout=5) as served:
+        body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        served.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        served.settimeout(5)
+        first = served.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        assert closed_within(served, 8) < 8
+    # The gateway still serves after all three.
     assert chat(gw, "chat").status_code == 200
     gw.server.stop()

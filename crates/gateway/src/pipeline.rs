@@ -292,6 +292,8 @@ async fn run(
     };
     let mut all_attempts = Vec::new();
     let mut current = route;
+    // Set when a fallback model took over: the answer then names it instead.
+    let mut switched = false;
     let mut next_fallback = 0;
     let mut last_error: Option<Error> = None;
     let mut context_overflow = false;
@@ -354,6 +356,7 @@ async fn run(
                 tracing::debug!(from = %current.model, to = %r.model, "falling back");
                 crate::metrics::global().fallbacks.inc(&[&current.model]);
                 current = r;
+                switched = true;
             }
             None => {
                 cx.headers.insert(
@@ -376,10 +379,12 @@ async fn run(
         cx.headers
             .insert(X_FALLBACK.clone(), route.model_header.clone());
     }
-    cx.headers
-        .insert(X_MODEL.clone(), route.model_header.clone());
-    cx.headers
-        .insert(X_VERSION.clone(), route.version.name_header.clone());
+    if switched {
+        cx.headers
+            .insert(X_MODEL.clone(), route.model_header.clone());
+        cx.headers
+            .insert(X_VERSION.clone(), route.version.name_header.clone());
+    }
     let success = upstream::Success {
         attempts: all_attempts,
         ..success
@@ -858,17 +863,15 @@ fn new_request_id(now: std::time::SystemTime) -> String {
         & 0xffff_ffff_ffff;
     let seq = SEQUENCE.fetch_add(1, Relaxed);
     let n = (u128::from(ms) << 80) | (u128::from(seq) << 48) | u128::from(fastrand::u64(..) >> 16);
-    let mut id = String::with_capacity(36);
-    id.push_str("req_");
-    for shift in (0..32).rev() {
-        let nibble = ((n >> (shift * 4)) & 0xf) as u8;
-        id.push(char::from(if nibble < 10 {
-            b'0' + nibble
-        } else {
-            b'a' + nibble - 10
-        }));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = *b"req_00000000000000000000000000000000";
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = HEX[((n >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    id
+    // ASCII by construction.
+    std::str::from_utf8(&id)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// Answer to paths and methods the gateway does not serve, in OpenAI's error format.

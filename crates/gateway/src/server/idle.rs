@@ -65,15 +65,20 @@ impl Body for Tracked {
 /// A socket that fails its reads once it has been idle (no request in flight, no bytes either
 /// way) for the configured time, which makes hyper close the connection.
 ///
-/// Activity only stamps the time; the timer is created the first time the connection waits
-/// with nothing in flight and, when it fires, is re-armed to the last activity plus `idle` if
-/// there was any since. So moving bytes costs a clock read, not a timer-wheel update, and a
-/// connection that is always busy (a held stream) never allocates a timer at all.
+/// Activity only raises a flag; the time is read when the connection starts to wait with
+/// nothing in flight after some (which is when the activity ended, to the microsecond). The
+/// timer is created the first time the connection waits so and, when it fires, is re-armed to
+/// the last activity plus `idle` if there was any since. So moving bytes costs neither a clock
+/// read nor a timer-wheel update (a request costs one clock read, as its connection goes back
+/// to waiting), and a connection that is always busy (a held stream) never allocates a timer.
 pub struct IdleIo<T> {
     inner: T,
     idle: Duration,
-    /// The last time bytes moved (or a request was in flight while the socket waited).
+    /// The last time bytes moved (or a request was in flight while the socket waited), as of
+    /// the last wait with nothing in flight.
     last: Instant,
+    /// Bytes moved (or a request was in flight) since `last` was read.
+    moved: bool,
     timer: Option<Pin<Box<Sleep>>>,
     active: Arc<Active>,
 }
@@ -84,17 +89,21 @@ impl<T> IdleIo<T> {
             inner,
             idle,
             last: Instant::now(),
+            moved: false,
             timer: None,
             active,
         }
     }
 
     fn touch(&mut self) {
-        self.last = Instant::now();
+        self.moved = true;
     }
 
     /// Ready when the connection has been idle for `idle` since its last activity.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut self.moved) {
+            self.last = Instant::now();
+        }
         let deadline = self.last + self.idle;
         let timer = self
             .timer

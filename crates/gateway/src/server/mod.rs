@@ -134,17 +134,18 @@ async fn connection(
     let io = TokioIo::new(idle::IdleIo::new(stream, idle_timeout, active.clone()));
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = active.enter();
-        let hot = hot_route(&req);
-        let app = app.clone();
-        let mut router = router.clone();
+        let to = match hot_route(&req) {
+            Some(route) => Ok((route, app.clone())),
+            None => Err(router.clone()),
+        };
         async move {
             let req = req.map(axum::body::Body::new);
-            let resp = match hot {
-                Some(route) => AssertUnwindSafe(route.serve(&app, req))
+            let resp = match to {
+                Ok((route, app)) => AssertUnwindSafe(route.serve(&app, req))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(handlers::panic),
-                None => router.call(req).await?,
+                Err(mut router) => router.call(req).await?,
             };
             Ok::<_, std::convert::Infallible>(resp.map(|inner| idle::Tracked {
                 inner,
