@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchyard::{config, server};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// mimalloc replaces `malloc` and `free` for the whole process (its `override` feature), and Rust
+// allocates through them with the default (`System`) allocator: `malloc(size)` for every layout
+// aligned to 16 bytes or less. (`mimalloc::MiMalloc` as the global allocator would call
+// `mi_malloc_aligned` for every allocation, whose slow path is taken for most blocks over 1 KiB
+// and every alignment over 16: 75 instructions per allocation instead of ~20.)
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +48,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Referenced so the linker keeps mimalloc (and with it the `malloc` it provides).
+    std::hint::black_box(mimalloc::MiMalloc.version());
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(config),
@@ -123,7 +128,17 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         None => config::zero_config(),
     };
     let _log_guard = init_logging(&config.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Connections are served by one single-threaded runtime per CPU (`server::worker`); this
+    // one accepts them and runs the gateway's background tasks.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = match server::worker::Workers::start(cpus) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cannot start the serving threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -133,7 +148,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async {
         let listen = config.listen.clone();
         if config.auth == config::Auth::None {
             tracing::warn!("auth: none — the data plane is open to anyone who can reach {listen}");
@@ -159,10 +174,18 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         // Scripts and tests read this line to find the port.
         println!("switchyard listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        server::serve(app.clone(), listener, server::signals(app.clone())).await;
+        server::serve_on(
+            app.clone(),
+            listener,
+            server::signals(app.clone()),
+            workers.handles(),
+        )
+        .await;
         switchyard::services::stop(&app).await;
         ExitCode::SUCCESS
-    })
+    });
+    workers.stop();
+    code
 }
 
 /// Logs go to stderr through a non-blocking, bounded writer: a slow terminal never stalls a
