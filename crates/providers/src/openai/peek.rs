@@ -132,14 +132,66 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
+/// What [`request`] reads of a body's top level: from [`scan_request`] when it is sure, else
+/// from serde reading [`Raw`]. Values kept as JSON text borrow from the body.
+#[derive(Debug, Default, PartialEq)]
+struct Fields<'a> {
+    model: Option<&'a str>,
+    stream: Option<bool>,
+    stream_options: Option<&'a str>,
+    user: Option<Cow<'a, str>>,
+    n: Option<u32>,
+    messages: Option<usize>,
+    prompt: bool,
+    input: bool,
+    tools: Option<usize>,
+    response_format: Option<&'a str>,
+    models: Option<&'a str>,
+    provider: Option<&'a str>,
+}
+
+impl<'a> From<Raw<'a>> for Fields<'a> {
+    fn from(raw: Raw<'a>) -> Self {
+        let _ = (
+            raw.temperature,
+            raw.top_p,
+            raw.max_tokens,
+            raw.max_completion_tokens,
+        );
+        Fields {
+            model: raw.model.map(RawValue::get),
+            stream: raw.stream,
+            stream_options: raw.stream_options.map(RawValue::get),
+            user: raw.user,
+            n: raw.n,
+            messages: raw.messages.map(|Messages(n)| n),
+            prompt: raw.prompt.is_some(),
+            input: raw.input.is_some(),
+            tools: raw.tools.map(|Seq(n)| n),
+            response_format: raw.response_format.map(RawValue::get),
+            models: raw.models.map(RawValue::get),
+            provider: raw.provider.map(RawValue::get),
+        }
+    }
+}
+
 /// Parses and validates the top level of a request body without building a tree.
 pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> {
-    let raw: Raw<'_> = serde_json::from_slice(body).map_err(|e| describe(body, e))?;
+    let raw = match scan_request(body) {
+        Some(fields) => fields,
+        None => {
+            Fields::from(serde_json::from_slice::<Raw<'_>>(body).map_err(|e| describe(body, e))?)
+        }
+    };
     let model_raw = raw.model.ok_or_else(|| missing("model"))?;
-    let model: Cow<'_, str> = if model_raw.get().starts_with('"') {
-        serde_json::from_str(model_raw.get()).map_err(|_| wrong_type("model", "a string"))?
-    } else {
-        return Err(wrong_type("model", "a string"));
+    let model: Cow<'_, str> = match model_raw.as_bytes() {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+            Cow::Borrowed(&model_raw[1..model_raw.len() - 1])
+        }
+        [b'"', ..] => {
+            serde_json::from_str(model_raw).map_err(|_| wrong_type("model", "a string"))?
+        }
+        _ => return Err(wrong_type("model", "a string")),
     };
     if model.is_empty() {
         return Err(Invalid {
@@ -148,9 +200,9 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
         });
     }
     match endpoint {
-        Endpoint::Chat => match &raw.messages {
+        Endpoint::Chat => match raw.messages {
             None => return Err(missing("messages")),
-            Some(Messages(0)) => {
+            Some(0) => {
                 return Err(Invalid {
                     message: "'messages' must contain at least one message".into(),
                     param: Some("messages"),
@@ -158,8 +210,8 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
             }
             Some(_) => {}
         },
-        Endpoint::Completions if raw.prompt.is_none() => return Err(missing("prompt")),
-        Endpoint::Embeddings if raw.input.is_none() => return Err(missing("input")),
+        Endpoint::Completions if !raw.prompt => return Err(missing("prompt")),
+        Endpoint::Embeddings if !raw.input => return Err(missing("input")),
         _ => {}
     }
     if raw.n == Some(0) {
@@ -169,66 +221,59 @@ pub fn request(body: &[u8], endpoint: Endpoint) -> Result<Request<'_>, Invalid> 
         });
     }
     let include_usage = match raw.stream_options {
-        Some(so) if so.get() != "null" => serde_json::from_str::<StreamOptions>(so.get())
+        Some(so) if so != "null" => serde_json::from_str::<StreamOptions>(so)
             .map_err(|_| wrong_type("stream_options", "an object with a boolean include_usage"))?
             .include_usage
             .unwrap_or(false),
         _ => false,
     };
-    let _ = (
-        raw.temperature,
-        raw.top_p,
-        raw.max_tokens,
-        raw.max_completion_tokens,
-    );
     let json_schema = match raw.response_format {
-        Some(rf) if rf.get() != "null" => {
+        Some(rf) if rf != "null" => {
             #[derive(Deserialize)]
             struct Rf<'a> {
                 #[serde(borrow, rename = "type")]
                 kind: Option<Cow<'a, str>>,
             }
-            let rf: Rf<'_> = serde_json::from_str(rf.get())
+            let rf: Rf<'_> = serde_json::from_str(rf)
                 .map_err(|_| wrong_type("response_format", "an object with a string type"))?;
             rf.kind.as_deref() == Some("json_schema")
         }
         _ => false,
     };
     let models: Vec<String> = match raw.models {
-        Some(m) if m.get() != "null" => serde_json::from_str(m.get())
-            .map_err(|_| wrong_type("models", "an array of model names"))?,
+        Some(m) if m != "null" => {
+            serde_json::from_str(m).map_err(|_| wrong_type("models", "an array of model names"))?
+        }
         _ => Vec::new(),
     };
     let provider: Option<ProviderPrefs> = match raw.provider {
-        Some(p) if p.get() != "null" => {
-            Some(serde_json::from_str(p.get()).map_err(|e| Invalid {
-                message: format!(
-                    "Invalid value for 'provider': {}.",
-                    e.to_string().split(" at line ").next().unwrap_or_default()
-                ),
-                param: Some("provider"),
-            })?)
-        }
+        Some(p) if p != "null" => Some(serde_json::from_str(p).map_err(|e| Invalid {
+            message: format!(
+                "Invalid value for 'provider': {}.",
+                e.to_string().split(" at line ").next().unwrap_or_default()
+            ),
+            param: Some("provider"),
+        })?),
         _ => None,
     };
     let strip = [
-        raw.models.map(|m| member(body, span(body, m.get()))),
-        raw.provider.map(|p| member(body, span(body, p.get()))),
+        raw.models.map(|m| member(body, span(body, m))),
+        raw.provider.map(|p| member(body, span(body, p))),
     ];
     let has_images = endpoint == Endpoint::Chat && has_key(body, &IMAGE_URL_KEY);
     Ok(Request {
-        model_span: span(body, model_raw.get()),
+        model_span: span(body, model_raw),
         stream_options_span: raw
             .stream_options
-            .filter(|so| so.get() != "null")
-            .map(|so| span(body, so.get())),
+            .filter(|so| *so != "null")
+            .map(|so| span(body, so)),
         model,
         stream: raw.stream.unwrap_or(false),
         include_usage,
         user: raw.user,
         n: raw.n.unwrap_or(1),
-        has_tools: raw.tools.is_some_and(|Seq(n)| n > 0),
-        has_response_format: raw.response_format.is_some_and(|r| r.get() != "null"),
+        has_tools: raw.tools.is_some_and(|n| n > 0),
+        has_response_format: raw.response_format.is_some_and(|r| r != "null"),
         json_schema,
         has_images,
         models,
@@ -398,17 +443,10 @@ pub fn usage(body: &[u8]) -> Result<Option<(Usage, Range<usize>)>, serde_json::E
         #[serde(borrow, default)]
         usage: Option<&'a RawValue>,
     }
-    // The common case without serde: a body that is surely valid JSON, read in one pass.
+    // The common case without serde: a body that is surely valid JSON, validated and its usage
+    // read in one pass.
     if let Some(found) = scan_usage(body) {
-        let Some(span) = found else {
-            return Ok(None);
-        };
-        if body[span.start] != b'{' {
-            return Ok(None);
-        }
-        if let Some(u) = usage_fast(&body[span.clone()]) {
-            return Ok(Some((u, span)));
-        }
+        return Ok(found);
     }
     if USAGE_KEY.find(body).is_none() {
         // Still a JSON check: a body that is not JSON is an upstream fault either way.
@@ -497,52 +535,30 @@ fn json_string(s: &str) -> Vec<u8> {
 /// a count that is not a plain unsigned integer, a detail that is not an object or null), and
 /// the caller then lets serde decide, so the outcome is always serde's.
 fn usage_fast(raw: &[u8]) -> Option<Usage> {
-    let mut c = Cursor { b: raw, i: 0 };
-    let mut u = Usage::default();
-    let mut seen = [false; 4];
-    c.object(|c, key| {
-        let slot = match key {
-            b"prompt_tokens" => 0,
-            b"completion_tokens" => 1,
-            b"prompt_tokens_details" => 2,
-            b"completion_tokens_details" => 3,
-            _ => return c.skip_value(),
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return None;
-        }
-        match slot {
-            0 => u.prompt_tokens = c.unsigned()?,
-            1 => u.completion_tokens = c.unsigned()?,
-            2 => {
-                u.prompt_tokens_details = c
-                    .details(b"cached_tokens")?
-                    .map(|cached_tokens| PromptDetails { cached_tokens })
-            }
-            _ => {
-                u.completion_tokens_details = c
-                    .details(b"reasoning_tokens")?
-                    .map(|reasoning_tokens| CompletionDetails { reasoning_tokens })
-            }
-        }
-        Some(())
-    })?;
-    c.ws();
-    (c.i == raw.len()).then_some(u)
+    let mut p = Scan { b: raw, i: 0 };
+    p.ws();
+    if p.b.get(p.i) != Some(&b'{') {
+        return None;
+    }
+    let u = p.usage()?;
+    p.ws();
+    (p.i == raw.len()).then_some(u)
 }
 
 /// One pass over a response body that answers only when it is sure to agree with serde_json
-/// (reading it into `struct { usage: Option<&RawValue> }`): `Some` when `body` is a valid JSON
-/// object, with the span of its top-level `usage` value if there is one; `None` when unsure (a
-/// top level that is not an object, an escaped or non-ASCII top-level key, `usage` twice or not
-/// ASCII, deep nesting, anything invalid), and serde then decides.
-fn scan_usage(body: &[u8]) -> Option<Option<Range<usize>>> {
+/// (reading it into `struct { usage: Option<&RawValue> }`, then the usage into [`Usage`]):
+/// `Some` when `body` is a valid JSON object, with its top-level `usage` and that value's span
+/// when it is an object; `None` when unsure (a top level that is not an object, an escaped or
+/// non-ASCII top-level key, `usage` twice, not ASCII or in a shape [`Scan::usage`] does not read,
+/// deep nesting, anything invalid), and serde then decides.
+fn scan_usage(body: &[u8]) -> Option<Option<(Usage, Range<usize>)>> {
     let mut p = Scan { b: body, i: 0 };
     p.ws();
     if p.byte()? != b'{' {
         return None;
     }
     let mut usage = None;
+    let mut seen = false;
     p.ws();
     if p.b.get(p.i) == Some(&b'}') {
         p.i += 1;
@@ -567,12 +583,25 @@ fn scan_usage(body: &[u8]) -> Option<Option<Range<usize>>> {
             }
             p.ws();
             let v = p.i;
-            p.value()?;
             if key == b"usage" {
-                if usage.is_some() || !body[v..p.i].is_ascii() {
+                if std::mem::replace(&mut seen, true) {
                     return None;
                 }
-                usage = Some(v..p.i);
+                if p.b.get(p.i) == Some(&b'{') {
+                    let u = p.usage()?;
+                    if !body[v..p.i].is_ascii() {
+                        return None;
+                    }
+                    usage = Some((u, v..p.i));
+                } else {
+                    // `null` or another type: no usage (serde agrees once the body is valid).
+                    p.value()?;
+                    if !body[v..p.i].is_ascii() {
+                        return None;
+                    }
+                }
+            } else {
+                p.value()?;
             }
             p.ws();
             match p.byte()? {
@@ -586,8 +615,106 @@ fn scan_usage(body: &[u8]) -> Option<Option<Range<usize>>> {
     (p.i == body.len()).then_some(usage)
 }
 
+/// One pass over a request body that answers only when it is sure to agree with serde reading
+/// [`Raw`]: `Some` when `body` is a valid JSON object whose known members have the types `Raw`
+/// takes (a string `model`, a boolean `stream`, an array of message objects with a known `role`…),
+/// `None` when unsure or invalid (escaped or non-ASCII keys, duplicates, exponents, deep nesting),
+/// and serde then decides and describes any error.
+fn scan_request(body: &[u8]) -> Option<Fields<'_>> {
+    let text = |p: &Scan<'_>, from: usize| std::str::from_utf8(&body[from..p.i]).ok();
+    let mut f = Fields::default();
+    let mut seen = 0u32;
+    let mut p = Scan { b: body, i: 0 };
+    p.ws();
+    if p.b.get(p.i) != Some(&b'{') {
+        return None;
+    }
+    p.members(|p, key| {
+        let field = match key {
+            b"model" => 0,
+            b"stream" => 1,
+            b"stream_options" => 2,
+            b"user" => 3,
+            b"n" => 4,
+            b"messages" => 5,
+            b"prompt" => 6,
+            b"input" => 7,
+            b"temperature" => 8,
+            b"top_p" => 9,
+            b"max_tokens" => 10,
+            b"max_completion_tokens" => 11,
+            b"tools" => 12,
+            b"response_format" => 13,
+            b"models" => 14,
+            b"provider" => 15,
+            // serde reads every key as a string: one that is not UTF-8 is an error.
+            _ if !key.is_ascii() => return None,
+            _ => return p.value(),
+        };
+        if seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        if p.b[p.i..].starts_with(b"null") {
+            // Every field is optional: `null` is absent.
+            p.i += 4;
+            return Some(());
+        }
+        let from = p.i;
+        match field {
+            1 => {
+                f.stream = Some(match p.byte()? {
+                    b't' => p.literal(b"rue").map(|()| true)?,
+                    b'f' => p.literal(b"alse").map(|()| false)?,
+                    _ => return None,
+                });
+            }
+            3 => {
+                if p.byte()? != b'"' || p.string()? {
+                    return None;
+                }
+                f.user = Some(Cow::Borrowed(text(p, from + 1)?.strip_suffix('"')?));
+            }
+            4 => f.n = Some(u32::try_from(p.unsigned()?).ok()?),
+            5 => f.messages = Some(p.messages()?),
+            8 | 9 => {
+                if !matches!(p.b.get(p.i)?, b'-' | b'0'..=b'9') {
+                    return None;
+                }
+                p.number()?;
+                // An exponent or a very long number could be out of a float's range for serde.
+                let number = &p.b[from..p.i];
+                if number.len() > 30 || number.iter().any(|&c| c == b'e' || c == b'E') {
+                    return None;
+                }
+            }
+            10 | 11 => {
+                p.unsigned()?;
+            }
+            12 => f.tools = Some(p.count()?),
+            _ => {
+                p.value()?;
+                let raw = text(p, from)?;
+                match field {
+                    0 => f.model = Some(raw),
+                    2 => f.stream_options = Some(raw),
+                    6 => f.prompt = true,
+                    7 => f.input = true,
+                    13 => f.response_format = Some(raw),
+                    14 => f.models = Some(raw),
+                    _ => f.provider = Some(raw),
+                }
+            }
+        }
+        Some(())
+    })?;
+    p.ws();
+    (p.i == body.len()).then_some(f)
+}
+
 /// The index of the first `"`, `\\` or control character at or after `from`: what ends the
 /// plain run of a JSON string. Eight bytes at a time (most of a response body is string text).
+#[inline]
 fn string_special(b: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -639,7 +766,21 @@ impl Scan<'_> {
     }
 
     /// The rest of a string whose opening quote was read; `Some(true)` if it had escapes.
+    /// Inlined for the common string, which has none.
+    #[inline]
     fn string(&mut self) -> Option<bool> {
+        let end = string_special(self.b, self.i)?;
+        if self.b[end] == b'"' {
+            self.i = end + 1;
+            return Some(false);
+        }
+        self.i = end;
+        self.string_escaped()
+    }
+
+    /// [`Scan::string`] from its first `\\` (or control character) on.
+    #[inline(never)]
+    fn string_escaped(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
             self.i = string_special(self.b, self.i)?;
@@ -715,8 +856,200 @@ impl Scan<'_> {
         Some(())
     }
 
-    /// One value, whitespace before it already skipped.
+    /// `messages` as [`Messages`] reads it (the cursor on the value): an array of objects with a
+    /// `role` from [`ROLES`]; their number.
+    fn messages(&mut self) -> Option<usize> {
+        self.elements(|p| {
+            if p.b.get(p.i) != Some(&b'{') {
+                return None;
+            }
+            let mut role = false;
+            p.members(|p, key| {
+                if key != b"role" {
+                    return if key.is_ascii() { p.value() } else { None };
+                }
+                if p.byte()? != b'"' {
+                    return None;
+                }
+                let start = p.i;
+                if p.string()? {
+                    return None;
+                }
+                let value = &p.b[start..p.i - 1];
+                role = ROLES.iter().any(|r| r.as_bytes() == value);
+                role.then_some(())
+            })?;
+            role.then_some(())
+        })
+    }
+
+    /// Any array (the cursor on the value); its length.
+    fn count(&mut self) -> Option<usize> {
+        self.elements(Self::value)
+    }
+
+    /// An array (the cursor on its `[`), `element` called with the cursor on each element, which
+    /// it must consume; the number of elements.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<usize> {
+        if self.byte()? != b'[' {
+            return None;
+        }
+        self.ws();
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Some(0);
+        }
+        let mut n = 0;
+        loop {
+            element(self)?;
+            n += 1;
+            self.ws();
+            match self.byte()? {
+                b',' => self.ws(),
+                b']' => return Some(n),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A usage object (the cursor on its `{`), validated as [`Scan::value`] would and read as
+    /// serde reads it into [`Usage`]; `None` when unsure (a duplicate field, a count that is not
+    /// a plain unsigned integer, an escaped key, a details value that is not an object or
+    /// `null`), and serde then decides.
+    fn usage(&mut self) -> Option<Usage> {
+        let mut u = Usage::default();
+        let mut seen = [false; 4];
+        self.members(|p, key| {
+            let slot = match key {
+                b"prompt_tokens" => 0,
+                b"completion_tokens" => 1,
+                b"prompt_tokens_details" => 2,
+                b"completion_tokens_details" => 3,
+                _ => return p.value(),
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return None;
+            }
+            match slot {
+                0 => u.prompt_tokens = p.unsigned()?,
+                1 => u.completion_tokens = p.unsigned()?,
+                2 => {
+                    u.prompt_tokens_details = p
+                        .details(b"cached_tokens")?
+                        .map(|cached_tokens| PromptDetails { cached_tokens });
+                }
+                _ => {
+                    u.completion_tokens_details = p
+                        .details(b"reasoning_tokens")?
+                        .map(|reasoning_tokens| CompletionDetails { reasoning_tokens });
+                }
+            }
+            Some(())
+        })?;
+        Some(u)
+    }
+
+    /// An object (the cursor on its `{`): `member` is called with each (unescaped) key and the
+    /// cursor on its value, which it must consume.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+        self.i += 1;
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if self.byte()? != b'"' {
+                return None;
+            }
+            let start = self.i;
+            if self.string()? {
+                return None;
+            }
+            let b = self.b;
+            let key = &b[start..self.i - 1];
+            self.ws();
+            if self.byte()? != b':' {
+                return None;
+            }
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.byte()? {
+                b',' => self.ws(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A count: a plain unsigned integer that fits in a `u64` (what serde reads as one without
+    /// doubt).
+    fn unsigned(&mut self) -> Option<u64> {
+        let start = self.i;
+        let digits = self.digits();
+        if digits == 0 || digits > 19 || (digits > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in &self.b[start..self.i] {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        Some(n)
+    }
+
+    /// A details object (`null`: `None`) and its `field` (`null` or absent: 0).
+    fn details(&mut self, field: &[u8]) -> Option<Option<u64>> {
+        match self.b.get(self.i)? {
+            b'n' => {
+                self.i += 1;
+                self.literal(b"ull")?;
+                return Some(None);
+            }
+            b'{' => {}
+            _ => return None,
+        }
+        let mut value = 0;
+        let mut seen = false;
+        self.members(|p, key| {
+            if key != field {
+                return p.value();
+            }
+            if std::mem::replace(&mut seen, true) {
+                return None;
+            }
+            value = if p.b.get(p.i) == Some(&b'n') {
+                p.i += 1;
+                p.literal(b"ull")?;
+                0
+            } else {
+                p.unsigned()?
+            };
+            Some(())
+        })?;
+        Some(Some(value))
+    }
+
+    /// One value, whitespace before it already skipped. Inlined for the scalars most values
+    /// are; containers go on in [`Scan::nested`].
+    #[inline]
     fn value(&mut self) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(drop)
+            }
+            b'0'..=b'9' | b'-' => self.number(),
+            _ => self.nested(),
+        }
+    }
+
+    /// One value of any kind, whitespace before it already skipped.
+    #[inline(never)]
+    fn nested(&mut self) -> Option<()> {
         // One bit per open container: set for objects.
         let mut objects: u128 = 0;
         let mut depth: u32 = 0;
@@ -786,162 +1119,6 @@ impl Scan<'_> {
         self.string()?;
         self.ws();
         (self.byte()? == b':').then_some(())
-    }
-}
-
-/// A reader over JSON text already known to be valid.
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn ws(&mut self) {
-        while self
-            .b
-            .get(self.i)
-            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        self.ws();
-        (self.b.get(self.i) == Some(&byte)).then(|| self.i += 1)
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.b.get(self.i).copied()
-    }
-
-    /// An object, `member` called with each key (unescaped keys only) and the cursor on its
-    /// value, which `member` must consume.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.eat(b'}').is_some() {
-            return Some(());
-        }
-        loop {
-            self.eat(b'"')?;
-            let start = self.i;
-            let len = string_special(self.b, start)? - start;
-            if self.b[start + len] != b'"' {
-                return None;
-            }
-            self.i = start + len + 1;
-            self.eat(b':')?;
-            self.ws();
-            member(self, &self.b[start..start + len])?;
-            if self.eat(b',').is_none() {
-                return self.eat(b'}');
-            }
-        }
-    }
-
-    /// A plain unsigned integer that fits in a `u64` (what serde reads as one without doubt).
-    fn unsigned(&mut self) -> Option<u64> {
-        self.ws();
-        let digits = self.b[self.i..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 19 {
-            return None;
-        }
-        let end = self.i + digits;
-        if matches!(self.b.get(end), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &d in &self.b[self.i..end] {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
-        self.i = end;
-        Some(n)
-    }
-
-    fn null(&mut self) -> bool {
-        self.ws();
-        if self.b[self.i..].starts_with(b"null") {
-            self.i += 4;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// A details object (`null`: `None`) and its `field` (`null` or absent: 0).
-    fn details(&mut self, field: &[u8]) -> Option<Option<u64>> {
-        if self.null() {
-            return Some(None);
-        }
-        if self.peek()? != b'{' {
-            return None;
-        }
-        let mut value = 0;
-        let mut seen = false;
-        self.object(|c, key| {
-            if key != field {
-                return c.skip_value();
-            }
-            if std::mem::replace(&mut seen, true) {
-                return None;
-            }
-            value = if c.null() { 0 } else { c.unsigned()? };
-            Some(())
-        })?;
-        Some(Some(value))
-    }
-
-    /// Steps over any (valid) value.
-    fn skip_value(&mut self) -> Option<()> {
-        self.ws();
-        let mut depth = 0usize;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    loop {
-                        self.i = string_special(self.b, self.i)?;
-                        match self.b[self.i] {
-                            b'"' => {
-                                self.i += 1;
-                                break;
-                            }
-                            b'\\' => self.i += 2,
-                            _ => return None,
-                        }
-                    }
-                }
-                b'{' | b'[' => {
-                    depth += 1;
-                    self.i += 1;
-                }
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1)?;
-                    self.i += 1;
-                }
-                b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' if depth > 0 => self.i += 1,
-                _ => {
-                    // A number or a literal: up to the next delimiter.
-                    let n = self.b[self.i..]
-                        .iter()
-                        .take_while(|c| {
-                            !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                        })
-                        .count();
-                    if n == 0 {
-                        return None;
-                    }
-                    self.i += n;
-                }
-            }
-            if depth == 0 {
-                return Some(());
-            }
-        }
     }
 }
 
@@ -1384,6 +1561,73 @@ mod tests {
         }
     }
 
+    /// The one-pass request scan reads what serde reads whenever it answers, answers for the
+    /// bodies clients send, and leaves every invalid body (and its error message) to serde; on
+    /// samples and thousands of random mutations of them.
+    #[test]
+    fn request_scan_agrees_with_serde() {
+        let samples: &[&[u8]] = &[
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"hi \"there\""},{"type":"image_url","image_url":{"url":"data:x"}}]}],"stream":true,"stream_options":{"include_usage":true},"temperature":0.7,"top_p":1,"max_tokens":64,"n":1,"user":"u-1","tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"response_format":{"type":"json_schema"},"models":["a","b"],"provider":{"order":["x"]}}"#,
+            br#"{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_completion_tokens":16}"#,
+            br#" { "model" : "m" , "prompt" : [ "a" , "b" ] , "stream" : false , "seed" : -3 } "#,
+            br#"{"model":"m","input":"text","stream":null,"user":null,"n":null,"tools":null}"#,
+            br#"{"model":"m","messages":[],"temperature":-0.5}"#,
+            br#"{"model":"m\u00e9","messages":[{"role":"tool","content":null,"tool_call_id":"c"}]}"#,
+            br#"{"model":5,"messages":[{"role":"wizard"}]}"#,
+            br#"{"model":"m","messages":[{"content":"no role"}]}"#,
+            br#"{"model":"m","model":"n","messages":[{"role":"user"}]}"#,
+            br#"{"model":"m","messages":[{"role":"user"}],"n":4294967296}"#,
+            br#"{"model":"m","messages":[{"role":"user"}],"temperature":1e999}"#,
+            br#"{"model":"m","messages":[{"role":"user"}],"temperature":-0.5e0}"#,
+            "{\"model\":\"\u{e9}\",\"messages\":[{\"role\":\"user\",\"content\":\"\u{1F600}\"}]}".as_bytes(),
+            b"{\"model\":\"m\",\"\xff\":1}",
+            b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
+            br#"[1]"#,
+            br#""#,
+        ];
+        fn by_serde(b: &[u8]) -> Option<Fields<'_>> {
+            serde_json::from_slice::<Raw<'_>>(b).ok().map(Fields::from)
+        }
+        let check = |b: &[u8]| {
+            if let Some(fast) = scan_request(b) {
+                assert_eq!(Some(fast), by_serde(b), "{}", String::from_utf8_lossy(b));
+            }
+        };
+        for s in samples {
+            check(s);
+        }
+        for s in &samples[..6] {
+            assert!(scan_request(s).is_some(), "{}", String::from_utf8_lossy(s));
+        }
+        let alphabet = b"{}[]\":,\\ -+.eE01239tfnulsaxu\t\n\x01\xc3";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let mut body = samples[rand(6)].to_vec();
+            for _ in 0..=rand(3) {
+                let at = rand(body.len() + 1);
+                match rand(3) {
+                    0 => body.insert(at, alphabet[rand(alphabet.len())]),
+                    1 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ if at < body.len() => body[at] = alphabet[rand(alphabet.len())],
+                    _ => {}
+                }
+            }
+            check(&body);
+            fast += usize::from(scan_request(&body).is_some());
+        }
+        // Mutations that keep a body valid still take the fast path.
+        assert!(fast > 1000, "{fast}");
+    }
+
     /// The reader as it was before the one-pass scan: serde_json only.
     fn usage_by_serde(body: &[u8]) -> Result<Option<(Usage, Range<usize>)>, serde_json::Error> {
         #[derive(Deserialize)]
@@ -1453,8 +1697,8 @@ mod tests {
         for s in &samples[..6] {
             assert!(scan_usage(s).is_some(), "{}", String::from_utf8_lossy(s));
         }
-        let span = scan_usage(samples[0]).flatten().unwrap();
-        assert!(usage_fast(&samples[0][span]).is_some());
+        let (u, span) = scan_usage(samples[0]).flatten().unwrap();
+        assert_eq!(usage_fast(&samples[0][span]), Some(u));
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(150), "]".repeat(150));
         same_as_serde(deep.as_bytes());
         let deep = format!(
