@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod idle;
+pub mod worker;
 
 use futures_util::FutureExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,10 +33,22 @@ struct Protocols {
 }
 
 /// Serves until `stop` resolves, then drains connections for at most the configured grace.
+/// Connections are served on the current runtime.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()>,
+) {
+    serve_on(app, listener, stop, &[]).await;
+}
+
+/// [`serve`], with each accepted connection handed to the next of `workers` (round robin),
+/// whose runtime serves it to the end; none: the current runtime serves them.
+pub async fn serve_on(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+    workers: &[tokio::runtime::Handle],
 ) {
     let config = app.config();
     let router = app::router(app.clone());
@@ -61,6 +74,7 @@ pub async fn serve(
     // Tells connections still waiting for their first bytes that the gateway is stopping.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
+    let mut next = 0usize;
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,14 +93,23 @@ pub async fn serve(
         let protocols = protocols.clone();
         let router = router.clone();
         let stopping = stopping.clone();
-        tokio::spawn(connection(
-            stream,
-            protocols,
-            app.clone(),
-            router,
-            watcher,
-            stopping,
-        ));
+        let app = app.clone();
+        let Some(worker) = workers.get(next % workers.len().max(1)) else {
+            tokio::spawn(connection(
+                stream, protocols, app, router, watcher, stopping,
+            ));
+            continue;
+        };
+        next = next.wrapping_add(1);
+        // The socket moves to the worker's reactor: leave this one, join that one there.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        worker.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                connection(stream, protocols, app, router, watcher, stopping).await;
+            }
+        });
     }
     drop(listener);
     let _ = stopping_tx.send(true);

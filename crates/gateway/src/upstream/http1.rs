@@ -48,10 +48,18 @@ const MAX_LINE: usize = 4 << 10;
 const COALESCE: usize = 64 << 10;
 
 /// The pool of idle connections, by host, the most recently used last.
+///
+/// One shard per serving thread ([`crate::server::worker`]): a socket is registered with the
+/// reactor of the runtime that opened it, so a connection goes back to, and is reused by, the
+/// thread that opened it; a request on another thread's runtime would need that thread to
+/// deliver its readiness. Threads outside the workers (one multi-threaded runtime, as in tests)
+/// all use the first shard.
 pub(super) struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>, BuildHasherDefault<FxHasher>>>,
+    shards: Box<[Mutex<Hosts>]>,
     reaper: Once,
 }
+
+type Hosts = HashMap<Authority, Vec<Idle>, BuildHasherDefault<FxHasher>>;
 
 struct Idle {
     io: TcpStream,
@@ -60,16 +68,22 @@ struct Idle {
 
 impl Pool {
     pub(super) fn new() -> Arc<Pool> {
+        let shards = crate::server::worker::count().max(1);
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::default()),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
             reaper: Once::new(),
         })
+    }
+
+    /// This thread's shard.
+    fn shard(&self) -> &Mutex<Hosts> {
+        &self.shards[crate::server::worker::index() % self.shards.len()]
     }
 
     /// An idle connection to `host` that the server has not closed (as far as the reactor
     /// has seen: a close racing the request is handled by `send`'s retry).
     fn checkout(&self, host: &Authority) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard().lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(host)?;
         while let Some(c) = list.pop() {
             if c.since.elapsed() < IDLE_TIMEOUT && still_open(&c.io) {
@@ -83,7 +97,7 @@ impl Pool {
         self.reaper.call_once(|| {
             tokio::spawn(reap(Arc::downgrade(self)));
         });
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard().lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(host).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(Idle {
@@ -117,11 +131,13 @@ async fn reap(pool: Weak<Pool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        for list in idle.values_mut() {
-            list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && still_open(&c.io));
+        for shard in &pool.shards {
+            let mut idle = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for list in idle.values_mut() {
+                list.retain(|c| c.since.elapsed() < IDLE_TIMEOUT && still_open(&c.io));
+            }
+            idle.retain(|_, list| !list.is_empty());
         }
-        idle.retain(|_, list| !list.is_empty());
     }
 }
 
