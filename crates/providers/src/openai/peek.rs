@@ -588,17 +588,13 @@ fn scan_usage(body: &[u8]) -> Option<Option<(Usage, Range<usize>)>> {
                     return None;
                 }
                 if p.b.get(p.i) == Some(&b'{') {
-                    let u = p.usage()?;
-                    if !body[v..p.i].is_ascii() {
-                        return None;
-                    }
-                    usage = Some((u, v..p.i));
+                    usage = Some((p.usage()?, v..p.i));
                 } else {
                     // `null` or another type: no usage (serde agrees once the body is valid).
                     p.value()?;
-                    if !body[v..p.i].is_ascii() {
-                        return None;
-                    }
+                }
+                if !body[v..p.i].is_ascii() {
+                    return None;
                 }
             } else {
                 p.value()?;
