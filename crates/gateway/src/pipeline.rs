@@ -102,7 +102,11 @@ async fn serve(
         record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
     }
     let mut cx = Ctx {
-        headers: HeaderMap::with_capacity(8),
+        // The answer's own headers: up to 12 of ours (request id, model, version, six
+        // rate-limit headers, provider, upstream model, attempts) and the upstream's kept ones
+        // are added to this map, which then is the response's. 16 gives room for 24 without
+        // growing (`with_capacity(8)` had room for 12: the full set regrew it every request).
+        headers: HeaderMap::with_capacity(16),
         record: Some(record),
         body_read: false,
     };

@@ -1,5 +1,5 @@
-//! Usage inserts on a SQLite file: one thread with its own connection and one prepared
-//! single-row `INSERT`, fed whole batches through a bounded channel.
+//! Usage inserts on a SQLite file: one thread with its own connection and prepared multi-row
+//! `INSERT`s, fed whole batches through a bounded channel.
 //!
 //! Through sqlx, a batch of 1,000 records cost about as much CPU again as SQLite's own work:
 //! every value was copied into sqlx's argument list on the async side, the multi-row statement
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{clamp, finite, Record, COLUMNS};
@@ -101,62 +101,110 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     // WAL is a property of the file (set by the pool); `synchronous` is per connection.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(Error::Embedded)?;
+    // A multi-row statement keeps a statement journal (the pages it changed, to undo it alone
+    // if a row fails): in memory, not in a temporary file, whose writes doubled this thread's
+    // system time. It holds the few pages one statement of `ROWS` records touches.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(Error::Embedded)?;
     Ok(conn)
 }
 
-/// One transaction; a record whose request id is already stored is skipped.
+/// Rows per multi-row `INSERT`. A statement keeps its cursors open from one row to the next,
+/// so each row's index entries are placed from where the previous row's were (the gateway's
+/// keys mostly append: time-ordered request ids, `ts`, one key or model after another),
+/// where a one-row statement opens fresh cursors and searches every index from its root for
+/// every row. Measured on the usage table with its five indexes, 2,000 records per
+/// transaction: one row per statement ~33,000 instructions per record, 16 rows ~20,300
+/// (8: 21,100, 50: 21,400). 16 rows bind 416 values, far below SQLite's limit.
+const ROWS: usize = 16;
+
+fn insert_sql(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; BOUND].join(", "));
+    format!(
+        "INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+        vec![one.as_str(); rows].join(", ")
+    )
+}
+
+/// Values bound per record: one per column of [`COLUMNS`].
+const BOUND: usize = 26;
+
+/// One transaction: full groups of [`ROWS`] records per statement, the rest one by one. A
+/// record whose request id is already stored (or comes earlier in the batch) is skipped.
 fn insert(conn: &Connection, records: &[Record], json: &mut Vec<u8>) -> Result<u64> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let placeholders = vec!["?"; 26].join(", ");
-        format!(
-            "INSERT INTO usage_records ({COLUMNS}) VALUES ({placeholders}) \
-             ON CONFLICT (request_id) DO NOTHING"
-        )
-    });
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(ROWS));
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(Error::Embedded)?;
     let mut inserted = 0u64;
     {
-        let mut stmt = tx.prepare_cached(&SQL).map_err(Error::Embedded)?;
-        for r in records {
-            json.clear();
-            let attempts = match serde_json::to_writer(&mut *json, &r.attempts) {
-                Ok(()) => std::str::from_utf8(json).unwrap_or("[]"),
-                Err(_) => "[]",
-            };
-            let n = stmt
-                .execute(params![
-                    r.request_id,
-                    r.ts,
-                    r.key_id,
-                    r.team_id,
-                    r.endpoint,
-                    r.model,
-                    r.version,
-                    r.provider,
-                    r.upstream_model,
-                    i64::from(r.status),
-                    r.streamed,
-                    r.completed,
-                    r.client_gone,
-                    clamp(r.input_tokens),
-                    clamp(r.cache_read_tokens),
-                    clamp(r.cache_write_tokens),
-                    clamp(r.reasoning_tokens),
-                    clamp(r.output_tokens),
-                    r.cost_usd.map(finite),
-                    finite(r.latency_ms),
-                    r.ttft_ms.map(finite),
-                    finite(r.overhead_ms),
-                    attempts,
-                    r.error,
-                    r.request_body,
-                    r.completion,
-                ])
-                .map_err(Error::Embedded)?;
-            inserted += n as u64;
+        let mut groups = records.chunks_exact(ROWS);
+        if groups.len() > 0 {
+            let mut many = tx.prepare_cached(&MANY).map_err(Error::Embedded)?;
+            for group in &mut groups {
+                for (i, r) in group.iter().enumerate() {
+                    bind(&mut many, i * BOUND, r, json)?;
+                }
+                inserted += many.raw_execute().map_err(Error::Embedded)? as u64;
+            }
+        }
+        let rest = groups.remainder();
+        if !rest.is_empty() {
+            let mut one = tx.prepare_cached(&ONE).map_err(Error::Embedded)?;
+            for r in rest {
+                bind(&mut one, 0, r, json)?;
+                inserted += one.raw_execute().map_err(Error::Embedded)? as u64;
+            }
         }
     }
     tx.commit().map_err(Error::Embedded)?;
     Ok(inserted)
+}
+
+/// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND`. SQLite copies
+/// every text it is given here, so `json` is free again on return.
+fn bind(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
+    r: &Record,
+    json: &mut Vec<u8>,
+) -> Result<()> {
+    json.clear();
+    let attempts = match serde_json::to_writer(&mut *json, &r.attempts) {
+        Ok(()) => std::str::from_utf8(json).unwrap_or("[]"),
+        Err(_) => "[]",
+    };
+    let values: [&dyn ToSql; BOUND] = [
+        &r.request_id,
+        &r.ts,
+        &r.key_id,
+        &r.team_id,
+        &r.endpoint,
+        &r.model,
+        &r.version,
+        &r.provider,
+        &r.upstream_model,
+        &i64::from(r.status),
+        &r.streamed,
+        &r.completed,
+        &r.client_gone,
+        &clamp(r.input_tokens),
+        &clamp(r.cache_read_tokens),
+        &clamp(r.cache_write_tokens),
+        &clamp(r.reasoning_tokens),
+        &clamp(r.output_tokens),
+        &r.cost_usd.map(finite),
+        &finite(r.latency_ms),
+        &r.ttft_ms.map(finite),
+        &finite(r.overhead_ms),
+        &attempts,
+        &r.error,
+        &r.request_body,
+        &r.completion,
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        stmt.raw_bind_parameter(offset + i + 1, v)
+            .map_err(Error::Embedded)?;
+    }
+    Ok(())
 }

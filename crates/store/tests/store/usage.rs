@@ -96,6 +96,54 @@ async fn insert_batch_is_idempotent_and_round_trips() {
     .await;
 }
 
+/// A batch longer than one multi-row statement (the SQLite writer binds 16 records per
+/// statement and the rest one by one): every record lands with its own values, and a record
+/// already stored, or repeated across two statements of the batch, is skipped.
+#[tokio::test]
+async fn long_batches_store_every_record_once() {
+    on_both(|store| async move {
+        let batch: Vec<Record> = (0..40)
+            .map(|i| {
+                let key = ["k1", "k3", ""][i % 3];
+                let mut r = rec(
+                    &format!("m{i:02}"),
+                    T0 + i as i64,
+                    key,
+                    ["gpt", "summarizer"][i % 2],
+                    [200, 429, 502][i % 3],
+                    i as f64 / 8.0,
+                    i as f64 + 0.5,
+                );
+                r.error = (i % 7 == 0).then(|| format!("error {i}"));
+                r.input_tokens = i as u64 * 11;
+                r
+            })
+            .collect();
+        // m05 (first statement) and m36 (the one-by-one tail) are stored already.
+        let before = [batch[5].clone(), batch[36].clone()];
+        assert_eq!(store.usage().insert_batch(&before).await.unwrap(), 2);
+        let mut with_repeat = batch.clone();
+        // m03 again in the second statement.
+        with_repeat.insert(20, batch[3].clone());
+        assert_eq!(store.usage().insert_batch(&with_repeat).await.unwrap(), 38);
+        for r in &batch {
+            assert_eq!(
+                store.usage().get(&r.request_id).await.unwrap().as_ref(),
+                Some(r),
+                "{}",
+                r.request_id
+            );
+        }
+        let all = store
+            .usage()
+            .aggregate(&Query::new(GroupBy::Model))
+            .await
+            .unwrap();
+        assert_eq!(all.iter().map(|g| g.requests).sum::<u64>(), 40);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn aggregates_have_exact_sums_and_percentiles() {
     on_both(|store| async move {
