@@ -102,11 +102,10 @@ async fn serve(
         record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
     }
     let mut cx = Ctx {
-        // The answer's own headers: up to 12 of ours (request id, model, version, six
-        // rate-limit headers, provider, upstream model, attempts) and the upstream's kept ones
-        // are added to this map, which then is the response's. 16 gives room for 24 without
-        // growing (`with_capacity(8)` had room for 12: the full set regrew it every request).
-        headers: HeaderMap::with_capacity(16),
+        // Room for 12: without rate-limit headers ours and the upstream's fit. The map becomes
+        // the response's, and hyper keeps each connection's last one for its next request, so
+        // a larger one costs memory on every held connection; `ratelimit_headers` grows it.
+        headers: HeaderMap::with_capacity(8),
         record: Some(record),
         body_read: false,
     };
@@ -710,6 +709,10 @@ fn ratelimit_headers(h: &limits::Headroom, out: &mut HeaderMap) {
         }
     }
     let text = text.freeze();
+    // Room now, while the map holds only a few entries, for these six and what comes after
+    // them (provider, upstream model, attempts; the upstream's content type and length): the
+    // map grows once here instead of once more when the answer's headers are added.
+    out.reserve(11);
     for (name, a, b) in spans.into_iter().flatten() {
         if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(a..b)) {
             out.insert(name.clone(), v);
