@@ -690,6 +690,11 @@ fn ratelimit_headers(h: &limits::Headroom, out: &mut HeaderMap) {
             [&RL_LIMIT_TOKENS, &RL_REMAINING_TOKENS, &RL_RESET_TOKENS],
         ),
     ];
+    let windows_present = windows.iter().filter(|(w, _)| w.is_some()).count();
+    if windows_present == 0 {
+        // Only concurrency or budget limits: no headers, no buffer.
+        return;
+    }
     let mut text = bytes::BytesMut::with_capacity(96);
     let mut spans = [None; 6];
     let present = windows
@@ -709,10 +714,10 @@ fn ratelimit_headers(h: &limits::Headroom, out: &mut HeaderMap) {
         }
     }
     let text = text.freeze();
-    // Room now, while the map holds only a few entries, for these six and what comes after
-    // them (provider, upstream model, attempts; the upstream's content type and length): the
-    // map grows once here instead of once more when the answer's headers are added.
-    out.reserve(11);
+    // Room now, while the map holds only a few entries, for these three or six and what comes
+    // after them (provider, upstream model, attempts; the upstream's content type and length):
+    // the map grows here, once, only if all of them would not fit its 12.
+    out.reserve(3 * windows_present + 5);
     for (name, a, b) in spans.into_iter().flatten() {
         if let Ok(v) = HeaderValue::from_maybe_shared(text.slice(a..b)) {
             out.insert(name.clone(), v);
