@@ -376,6 +376,9 @@ pub struct Metrics {
     pub cost_usd: Counter,
     pub rate_limited: Counter,
     pub usage_records_dropped: AtomicU64,
+    /// Set on the flusher's tick, for a writer that is not the installed one (tests); the
+    /// installed writer's depth is read live when the metrics are rendered, so `send` does not
+    /// write this line, shared by every serving thread, per request.
     pub usage_queue_depth: AtomicU64,
     /// Spans lost: the export queue was full or the collector did not take them.
     pub trace_spans_dropped: AtomicU64,
@@ -473,7 +476,7 @@ impl Metrics {
             }
             let _ = writeln!(out, "}} {}", g.value);
         }
-        let _ = writeln!(out, "# HELP switchyard_usage_queue_depth Usage records waiting to be written.\n# TYPE switchyard_usage_queue_depth gauge\nswitchyard_usage_queue_depth {}", self.usage_queue_depth.load(Relaxed));
+        let _ = writeln!(out, "# HELP switchyard_usage_queue_depth Usage records waiting to be written.\n# TYPE switchyard_usage_queue_depth gauge\nswitchyard_usage_queue_depth {}", crate::usage::installed().map_or_else(|| self.usage_queue_depth.load(Relaxed), |w| w.queue_depth() as u64));
         let _ = writeln!(out, "# HELP switchyard_usage_records_dropped_total Usage records lost (must stay 0).\n# TYPE switchyard_usage_records_dropped_total counter\nswitchyard_usage_records_dropped_total {}", self.usage_records_dropped.load(Relaxed));
         let _ = writeln!(out, "# HELP switchyard_trace_spans_exported_total Spans the OTLP collector accepted.\n# TYPE switchyard_trace_spans_exported_total counter\nswitchyard_trace_spans_exported_total {}", self.trace_spans_exported.load(Relaxed));
         let _ = writeln!(out, "# HELP switchyard_trace_spans_dropped_total Spans lost: the export queue was full or the collector did not take them.\n# TYPE switchyard_trace_spans_dropped_total counter\nswitchyard_trace_spans_dropped_total {}", self.trace_spans_dropped.load(Relaxed));

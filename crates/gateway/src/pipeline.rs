@@ -101,11 +101,18 @@ async fn serve(
     if let Some(exporter) = &app.tracer {
         record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
     }
+    // 1. Authenticate (here, so that the header map is made to the answer's size at once).
+    let caller = auth::authenticate(&config, &app.directory, req.headers());
     let mut cx = Ctx {
         // Room for 12: without rate-limit headers ours and the upstream's fit. The map becomes
         // the response's, and hyper keeps each connection's last one for its next request, so
-        // a larger one costs memory on every held connection; `ratelimit_headers` grows it.
-        headers: HeaderMap::with_capacity(8),
+        // a larger one costs memory on every held connection. A key with request or token
+        // windows gets six `x-ratelimit-*` headers more: room for 24, rather than growing
+        // (a new table, every entry moved) halfway through.
+        headers: HeaderMap::with_capacity(match &caller {
+            Ok(auth::Caller::Key(k)) if k.has_windows() => 18,
+            _ => 8,
+        }),
         record: Some(record),
         body_read: false,
     };
@@ -113,7 +120,11 @@ async fn serve(
         cx.headers.insert(X_REQUEST_ID.clone(), v);
     }
     let deadline = started + config.server.request_timeout;
-    let mut resp = match run(app, &config, req, protocol, endpoint, deadline, &mut cx).await {
+    let mut resp = match run(
+        app, &config, caller, req, protocol, endpoint, deadline, &mut cx,
+    )
+    .await
+    {
         Ok(resp) => resp,
         Err(e) => {
             if let Some(mut r) = cx.record.take() {
@@ -182,9 +193,11 @@ fn parse_anthropic(
     Ok(facts)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     app: &App,
     config: &Config,
+    caller: Result<auth::Caller, Error>,
     req: http::Request<Body>,
     protocol: Protocol,
     endpoint: Endpoint,
@@ -193,8 +206,8 @@ async fn run(
 ) -> Result<Response, Error> {
     let (parts, body) = req.into_parts();
 
-    // 1. Authenticate.
-    let caller = auth::authenticate(config, &app.directory, &parts.headers)?;
+    // 1. Authenticated by the caller (`serve`).
+    let caller = caller?;
     if let (auth::Caller::Key(k), Some(r)) = (&caller, cx.record()) {
         r.key = Some(k.name.clone());
         r.key_id = Some(k.id.clone());

@@ -18,85 +18,186 @@ fn bpe() -> Option<&'static CoreBPE> {
 /// provider's count and cost a tokenizer pass over every byte. A body that is not that shape
 /// is tokenized whole.
 pub fn prompt(body: &[u8]) -> u64 {
-    /// Framing tokens per message and per request (OpenAI's published accounting).
-    const PER_MESSAGE: u64 = 3;
+    /// Framing tokens per request (OpenAI's published accounting).
     const PER_REQUEST: u64 = 3;
-    let Ok(p) = serde_json::from_slice::<shape::Prompt<'_>>(body) else {
+    let Ok(p) = serde_json::from_slice::<shape::Prompt>(body) else {
         return count(std::str::from_utf8(body).unwrap_or_default());
     };
-    let mut n = PER_REQUEST;
-    for c in [&p.system, &p.prompt, &p.input].into_iter().flatten() {
-        n += c.tokens();
-    }
-    for m in &p.messages {
-        n += PER_MESSAGE;
-        if let Some(c) = &m.content {
-            n += c.tokens();
-        }
-    }
-    n
+    let text = [p.system, p.prompt, p.input].into_iter().flatten();
+    PER_REQUEST + p.messages.0 + text.map(|c| c.0).sum::<u64>()
 }
 
-/// The parts of a request body that hold prompt text, borrowed where no unescaping is needed;
-/// everything else is skipped unread.
+/// The parts of a request body that hold prompt text; everything else is skipped unread. Text
+/// is counted where the parser finds it (borrowed from the body, or unescaped in its scratch
+/// buffer), so nothing is allocated for it.
 mod shape {
-    use std::borrow::Cow;
+    use std::fmt;
 
-    use serde::de::IgnoredAny;
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde::Deserialize;
 
     #[derive(Deserialize)]
-    pub struct Prompt<'a> {
-        #[serde(borrow, default)]
-        pub messages: Vec<Message<'a>>,
-        #[serde(borrow, default)]
-        pub system: Option<Content<'a>>,
-        #[serde(borrow, default)]
-        pub prompt: Option<Content<'a>>,
-        #[serde(borrow, default)]
-        pub input: Option<Content<'a>>,
+    pub struct Prompt {
+        #[serde(default)]
+        pub messages: Messages,
+        #[serde(default)]
+        pub system: Option<Content>,
+        #[serde(default)]
+        pub prompt: Option<Content>,
+        #[serde(default)]
+        pub input: Option<Content>,
     }
 
-    #[derive(Deserialize)]
-    pub struct Message<'a> {
-        #[serde(borrow, default)]
-        pub content: Option<Content<'a>>,
+    /// The tokens of a list of messages: each one's `content` and its framing. Anything but a
+    /// list of objects is not a prompt of this shape.
+    #[derive(Default)]
+    pub struct Messages(pub u64);
+
+    impl<'de> Deserialize<'de> for Messages {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_seq(MessagesVisitor)
+        }
     }
 
-    /// A string, or a list of strings or parts with `text` (OpenAI content parts, Anthropic
-    /// blocks, embedding inputs); anything else counts nothing.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum Content<'a> {
-        Text(#[serde(borrow)] Cow<'a, str>),
-        List(#[serde(borrow)] Vec<Item<'a>>),
-        Other(IgnoredAny),
-    }
+    struct MessagesVisitor;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum Item<'a> {
-        Text(#[serde(borrow)] Cow<'a, str>),
-        Part {
-            #[serde(borrow, default)]
-            text: Option<Cow<'a, str>>,
-        },
-        Other(IgnoredAny),
-    }
+    impl<'de> Visitor<'de> for MessagesVisitor {
+        type Value = Messages;
 
-    impl Content<'_> {
-        pub fn tokens(&self) -> u64 {
-            match self {
-                Content::Text(t) => super::count(t),
-                Content::List(items) => items
-                    .iter()
-                    .map(|i| match i {
-                        Item::Text(t) | Item::Part { text: Some(t) } => super::count(t),
-                        _ => 0,
-                    })
-                    .sum(),
-                Content::Other(_) => 0,
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of messages")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
+            /// Framing tokens per message (OpenAI's published accounting).
+            const PER_MESSAGE: u64 = 3;
+            let mut n = 0;
+            while let Some(m) = seq.next_element::<Message>()? {
+                n += PER_MESSAGE + m.content.map_or(0, |c| c.0);
             }
+            Ok(Messages(n))
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        content: Option<Content>,
+    }
+
+    /// The tokens of a string, or of a list of strings or parts with `text` (OpenAI content
+    /// parts, Anthropic blocks, embedding inputs); anything else counts nothing.
+    pub struct Content(pub u64);
+
+    impl<'de> Deserialize<'de> for Content {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Counted(Role::Content).deserialize(d).map(Content)
+        }
+    }
+
+    /// Where a value sits: what of it is text to count.
+    #[derive(Clone, Copy)]
+    enum Role {
+        /// A `content` (or `system`, `prompt`, `input`): a string, or a list of items.
+        Content,
+        /// An element of such a list: a string, or a part whose `text` is a string.
+        Item,
+        /// The `text` of a part: a string.
+        Text,
+    }
+
+    /// Deserializes a value in its [`Role`] to the tokens of its text.
+    struct Counted(Role);
+
+    impl<'de> DeserializeSeed<'de> for Counted {
+        type Value = u64;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Counted {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<u64, E> {
+            Ok(super::count(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut n = 0;
+            match self.0 {
+                Role::Content => {
+                    while let Some(t) = seq.next_element_seed(Counted(Role::Item))? {
+                        n += t;
+                    }
+                }
+                Role::Item | Role::Text => while seq.next_element::<IgnoredAny>()?.is_some() {},
+            }
+            Ok(n)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+            let mut n = 0;
+            while let Some(text) = map.next_key_seed(IsText)? {
+                if text && matches!(self.0, Role::Item) {
+                    n += map.next_value_seed(Counted(Role::Text))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(n)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<u64, E> {
+            Ok(0)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<u64, E> {
+            Ok(0)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<u64, E> {
+            Ok(0)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<u64, E> {
+            Ok(0)
+        }
+
+        fn visit_unit<E>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+
+        fn visit_none<E>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+    }
+
+    /// Whether a map key is `text`.
+    struct IsText;
+
+    impl<'de> DeserializeSeed<'de> for IsText {
+        type Value = bool;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for IsText {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key")
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+            Ok(v == "text")
         }
     }
 }
@@ -146,11 +247,19 @@ mod tests {
         // Completions and embeddings.
         assert_eq!(prompt(br#"{"prompt":"hello world"}"#), 3 + 2);
         assert_eq!(prompt(br#"{"input":["hello world","hello world"]}"#), 3 + 4);
+        // Parts whose `text` is not a string, nested lists, numbers and nulls count nothing;
+        // neither does an object where a string or a list belongs.
+        let odd = br#"{"messages":[{"role":"user","content":[{"type":"text","text":5},"hello world",["hello"],7,null,{"text":null}]},{"content":{"text":"hello"}},{"content":null},{}],"system":{"text":"hello"}}"#;
+        assert_eq!(prompt(odd), 3 + 3 + 2 + 3 + 3 + 3);
         // Not that shape: the whole body is tokenized.
         assert_eq!(prompt(b"hello world"), 2);
-        assert_eq!(
-            prompt(br#"{"messages":"hello world"}"#),
-            super::count(r#"{"messages":"hello world"}"#)
-        );
+        for body in [
+            r#"{"messages":"hello world"}"#,
+            r#"{"messages":null}"#,
+            r#"{"messages":["hello world"]}"#,
+            r#"{"messages":[{"content":"hello world"}],"#,
+        ] {
+            assert_eq!(prompt(body.as_bytes()), super::count(body), "{body}");
+        }
     }
 }

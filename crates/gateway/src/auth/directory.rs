@@ -31,6 +31,13 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether a request or token window limits it: its answers carry `x-ratelimit-*` headers.
+    pub fn has_windows(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|(_, l)| l.rpm.is_some() || l.tpm.is_some())
+    }
+
     pub fn allows(&self, model: &str) -> bool {
         let ok = |list: &Option<Vec<String>>| {
             list.as_ref()

@@ -2,9 +2,10 @@
 //! the lock is held for well under a microsecond per call. Idle scopes are evicted every 1024
 //! admissions, so memory follows the scopes in use, not every scope ever seen.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use hashbrown::HashMap;
 
 use super::period::Bounds;
 use super::window::{self, Window};
@@ -58,7 +59,7 @@ impl Memory {
             state.scopes.retain(|_, s| !s.idle(now));
         }
         for (scope, limits) in scopes {
-            let s = state.scopes.entry(scope.clone()).or_default();
+            let s = state.scopes.entry_ref(scope).or_default();
             s.check(limits, estimate).map_err(|mut denied| {
                 denied.scope = Some(scope.kind);
                 denied
@@ -68,7 +69,7 @@ impl Memory {
         let mut headroom = Headroom::default();
         let mut held = Vec::with_capacity(scopes.len());
         for (scope, limits) in scopes {
-            let s = state.scopes.entry(scope.clone()).or_default();
+            let s = state.scopes.entry_ref(scope).or_default();
             if let Some(rpm) = limits.rpm {
                 s.requests.add(bucket, 1);
                 Headroom::tighten(&mut headroom.requests, s.requests.usage(rpm, now));
@@ -99,7 +100,7 @@ impl Memory {
         let mut state = self.lock();
         let bucket = window::bucket(ticket.now_ms);
         for held in &ticket.held {
-            let s = state.scopes.entry(held.scope.clone()).or_default();
+            let s = state.scopes.entry_ref(&held.scope).or_default();
             if held.tokens {
                 s.tokens.replace(bucket, ticket.tokens, settlement.tokens);
             }
@@ -125,7 +126,7 @@ impl Memory {
         let mut state = self.lock();
         let spent = state
             .scopes
-            .entry(scope.clone())
+            .entry_ref(scope)
             .or_default()
             .spent_mut(period, bounds);
         *spent = (*spent).max(micros);

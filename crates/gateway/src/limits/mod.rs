@@ -47,6 +47,15 @@ pub struct Scope {
     pub id: Arc<str>,
 }
 
+/// Lets the in-process limiter look a scope up by reference and clone it only when it first
+/// inserts it (`entry_ref`): a clone is an atomic increment on a count every serving thread
+/// touches.
+impl From<&Scope> for Scope {
+    fn from(s: &Scope) -> Scope {
+        s.clone()
+    }
+}
+
 /// The limits of one scope; `None` is "no limit".
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Limits {

@@ -203,9 +203,6 @@ impl Writer {
                 self.shared.overflow(&r);
             }
         }
-        crate::metrics::global()
-            .usage_queue_depth
-            .store(self.queue_depth() as u64, Relaxed);
     }
 
     /// Records held in memory: never more than `Options::queue_capacity`.

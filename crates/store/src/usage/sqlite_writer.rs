@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{clamp, finite, Record, COLUMNS};
+use super::{clamp, finite, write_attempts, Record, COLUMNS};
 use crate::{Error, Result};
 
 /// Batches waiting for the thread at most; a caller past that waits for room.
@@ -55,8 +55,9 @@ impl SqliteWriter {
                     }
                 };
                 let mut json = Vec::with_capacity(256);
+                let mut order = Vec::new();
                 while let Some(Job { records, done }) = rx.blocking_recv() {
-                    let result = insert(&conn, &records, &mut json);
+                    let result = insert(&conn, &records, &mut order, &mut json);
                     // The caller's handle is then the last one: the records are freed on the
                     // runtime's threads, where they were allocated, not here.
                     drop(records);
@@ -101,9 +102,9 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<Connection> {
     // WAL is a property of the file (set by the pool); `synchronous` is per connection.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(Error::Embedded)?;
-    // A multi-row statement keeps a statement journal (the pages it changed, to undo it alone
-    // if a row fails): in memory, not in a temporary file, whose writes doubled this thread's
-    // system time. It holds the few pages one statement of `ROWS` records touches.
+    // A statement that could fail halfway keeps a statement journal (the pages it changed, to
+    // undo it alone): `insert_sql` avoids that, and should one be needed it stays in memory,
+    // not in a temporary file, whose writes doubled this thread's system time.
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(Error::Embedded)?;
     Ok(conn)
@@ -118,10 +119,16 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<Connection> {
 /// (8: 21,100, 50: 21,400). 16 rows bind 416 values, far below SQLite's limit.
 const ROWS: usize = 16;
 
+/// `OR IGNORE` rather than `ON CONFLICT (request_id) DO NOTHING`: both skip a request id that
+/// is already stored, but with the latter any other constraint (`NOT NULL`) still aborts, so
+/// SQLite keeps a statement journal for every multi-row statement in case it must undo it (a
+/// few percent of this thread's time in perf: page copies into the journal, its allocations).
+/// No value bound here can break another constraint: every `NOT NULL` column gets a value that
+/// is not `Option`.
 fn insert_sql(rows: usize) -> String {
     let one = format!("({})", vec!["?"; BOUND].join(", "));
     format!(
-        "INSERT INTO usage_records ({COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING",
+        "INSERT OR IGNORE INTO usage_records ({COLUMNS}) VALUES {}",
         vec![one.as_str(); rows].join(", ")
     )
 }
@@ -129,21 +136,41 @@ fn insert_sql(rows: usize) -> String {
 /// Values bound per record: one per column of [`COLUMNS`].
 const BOUND: usize = 26;
 
-/// One transaction: full groups of [`ROWS`] records per statement, the rest one by one. A
-/// record whose request id is already stored (or comes earlier in the batch) is skipped.
-fn insert(conn: &Connection, records: &[Record], json: &mut Vec<u8>) -> Result<u64> {
+/// One transaction: full groups of [`ROWS`] records per statement, the rest one by one, in
+/// the order of `ts` and request id. A record whose request id is already stored (or comes
+/// earlier in that order) is skipped.
+///
+/// Records arrive in the order requests finished, not the order they started (`ts`, and the
+/// time the request id begins with): a slow request's record comes after those of many that
+/// started later. In start order every index (`request_id`, `ts`, `key_id, ts`,
+/// `model, ts`) receives its entries in ascending order, and SQLite places an entry that
+/// sorts after the last one on the leaf its cursor is already on with one comparison,
+/// instead of a binary search of that leaf (or a descent from the root).
+fn insert(
+    conn: &Connection,
+    records: &[Record],
+    order: &mut Vec<usize>,
+    json: &mut Vec<u8>,
+) -> Result<u64> {
     static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(1));
     static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| insert_sql(ROWS));
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(Error::Embedded)?;
+    order.clear();
+    order.extend(0..records.len());
+    // The position last: equal keys keep their batch order (the first one is stored).
+    order.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&records[a], &records[b]);
+        (x.ts, &x.request_id, a).cmp(&(y.ts, &y.request_id, b))
+    });
     let mut inserted = 0u64;
     {
-        let mut groups = records.chunks_exact(ROWS);
+        let mut groups = order.chunks_exact(ROWS);
         if groups.len() > 0 {
             let mut many = tx.prepare_cached(&MANY).map_err(Error::Embedded)?;
             for group in &mut groups {
-                for (i, r) in group.iter().enumerate() {
-                    bind(&mut many, i * BOUND, r, json)?;
+                for (i, &r) in group.iter().enumerate() {
+                    bind(&mut many, i * BOUND, &records[r], json)?;
                 }
                 inserted += many.raw_execute().map_err(Error::Embedded)? as u64;
             }
@@ -151,8 +178,8 @@ fn insert(conn: &Connection, records: &[Record], json: &mut Vec<u8>) -> Result<u
         let rest = groups.remainder();
         if !rest.is_empty() {
             let mut one = tx.prepare_cached(&ONE).map_err(Error::Embedded)?;
-            for r in rest {
-                bind(&mut one, 0, r, json)?;
+            for &r in rest {
+                bind(&mut one, 0, &records[r], json)?;
                 inserted += one.raw_execute().map_err(Error::Embedded)? as u64;
             }
         }
@@ -170,10 +197,8 @@ fn bind(
     json: &mut Vec<u8>,
 ) -> Result<()> {
     json.clear();
-    let attempts = match serde_json::to_writer(&mut *json, &r.attempts) {
-        Ok(()) => std::str::from_utf8(json).unwrap_or("[]"),
-        Err(_) => "[]",
-    };
+    write_attempts(json, &r.attempts);
+    let attempts = std::str::from_utf8(json).unwrap_or("[]");
     let values: [&dyn ToSql; BOUND] = [
         &r.request_id,
         &r.ts,

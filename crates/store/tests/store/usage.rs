@@ -122,8 +122,9 @@ async fn long_batches_store_every_record_once() {
         // m05 (first statement) and m36 (the one-by-one tail) are stored already.
         let before = [batch[5].clone(), batch[36].clone()];
         assert_eq!(store.usage().insert_batch(&before).await.unwrap(), 2);
-        let mut with_repeat = batch.clone();
-        // m03 again in the second statement.
+        // Newest first (SQLite's writer stores a batch in `ts` order: the bound positions must
+        // follow the records, not the batch), and m03 twice, far apart.
+        let mut with_repeat: Vec<Record> = batch.iter().rev().cloned().collect();
         with_repeat.insert(20, batch[3].clone());
         assert_eq!(store.usage().insert_batch(&with_repeat).await.unwrap(), 38);
         for r in &batch {
