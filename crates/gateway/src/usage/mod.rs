@@ -272,8 +272,11 @@ fn attempt(a: Attempt) -> store::usage::Attempt {
     }
 }
 
+/// Milliseconds, as whole nanoseconds divided once (a single rounding): the store can then
+/// tell an attempt's latency from the request's latency and overhead exactly
+/// (`store::usage`'s implied attempt), which `as_secs_f64() * 1000.0` (two roundings) breaks.
 fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    d.as_nanos() as f64 / 1e6
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -372,6 +375,54 @@ pub fn emit(mut r: Record) {
 mod tests {
     use super::*;
     use http::StatusCode;
+
+    /// A request answered by its first attempt yields a record the store can keep without
+    /// the attempts' JSON: its attempt's latency follows from the request's latency and
+    /// overhead exactly, whatever the durations (from nanoseconds to hours).
+    #[test]
+    fn one_successful_attempt_is_implied_by_the_record() {
+        let started = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..20_000u32 {
+            let scale = 10u64.pow(i % 13);
+            let elapsed = Duration::from_nanos(rng.u64(0..scale.max(2)));
+            let latency = elapsed + Duration::from_nanos(rng.u64(0..scale.max(2)));
+            let mut r = Record::new(format!("req-{i}"), "chat.completions", started);
+            r.provider = "up".into();
+            r.upstream_model = "m".into();
+            r.status = 200;
+            r.attempts = vec![Attempt {
+                provider: "up".into(),
+                model: "m".into(),
+                outcome: Outcome::Ok(StatusCode::OK),
+                started,
+                elapsed,
+                span: None,
+            }];
+            let s = r.to_store(latency);
+            assert!(
+                s.attempts_implied(),
+                "{elapsed:?} of {latency:?}: {} - {} vs {}",
+                s.latency_ms,
+                s.overhead_ms,
+                s.attempts[0].latency_ms
+            );
+        }
+        // A failed attempt before it, or an error, is not implied.
+        let mut r = Record::new("req-x".into(), "chat.completions", started);
+        r.provider = "up".into();
+        r.upstream_model = "m".into();
+        r.status = 200;
+        r.attempts = vec![Attempt {
+            provider: "up".into(),
+            model: "m".into(),
+            outcome: Outcome::Timeout,
+            started,
+            elapsed: Duration::from_millis(3),
+            span: None,
+        }];
+        assert!(!r.to_store(Duration::from_millis(5)).attempts_implied());
+    }
 
     #[test]
     fn every_field_reaches_the_store_record() {

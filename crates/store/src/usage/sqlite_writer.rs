@@ -189,7 +189,8 @@ fn insert(
 }
 
 /// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND`. SQLite copies
-/// every text it is given here, so `json` is free again on return.
+/// every text it is given here, so `json` is free again on return. Attempts the record implies
+/// ([`Record::attempts_implied`]) are stored as the empty text.
 fn bind(
     stmt: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
@@ -197,8 +198,12 @@ fn bind(
     json: &mut Vec<u8>,
 ) -> Result<()> {
     json.clear();
-    write_attempts(json, &r.attempts);
-    let attempts = std::str::from_utf8(json).unwrap_or("[]");
+    let attempts = if r.attempts_implied() {
+        ""
+    } else {
+        write_attempts(json, &r.attempts);
+        std::str::from_utf8(json).unwrap_or("[]")
+    };
     let values: [&dyn ToSql; BOUND] = [
         &r.request_id,
         &r.ts,

@@ -145,6 +145,97 @@ async fn long_batches_store_every_record_once() {
     .await;
 }
 
+/// Records whose attempts the record implies and records whose attempts say more, for
+/// `attempts_the_record_implies_round_trip`: (request id, stored as the empty text on SQLite).
+fn attempt_cases() -> Vec<(Record, bool)> {
+    // Latency 100 ms, overhead 0.25 ms: the one attempt took 99.75 ms.
+    let implied = || {
+        let mut r = rec("att-implied", T0, "k1", "gpt", 200, 0.5, 100.0);
+        r.attempts[0].latency_ms = 99.75;
+        r
+    };
+    let mut cases = vec![(implied(), true)];
+    let mut variant = |id: &str, change: &dyn Fn(&mut Record)| {
+        let mut r = implied();
+        r.request_id = id.into();
+        change(&mut r);
+        cases.push((r, false));
+    };
+    variant("att-latency", &|r| r.attempts[0].latency_ms = 99.750_001);
+    variant("att-status", &|r| r.attempts[0].status = Some(503));
+    variant("att-no-status", &|r| r.attempts[0].status = None);
+    variant("att-error", &|r| {
+        r.attempts[0].error = Some("status".into());
+    });
+    variant("att-provider", &|r| r.attempts[0].provider = "azure".into());
+    variant("att-model", &|r| {
+        r.attempts[0].upstream_model = "gpt-4o".into()
+    });
+    variant("att-none", &|r| r.attempts.clear());
+    variant("att-two", &|r| {
+        let mut first = r.attempts[0].clone();
+        first.provider = "azure".into();
+        first.status = None;
+        first.error = Some("connect".into());
+        r.attempts.insert(0, first);
+    });
+    cases
+}
+
+/// The SQLite writer stores the attempts a record implies (one attempt, on the record's
+/// provider and model, with its status, no error, latency = latency - overhead) as the empty
+/// text; every record reads back exactly as written, on both stores.
+#[tokio::test]
+async fn attempts_the_record_implies_round_trip() {
+    on_both(|store| async move {
+        let cases = attempt_cases();
+        let batch: Vec<Record> = cases.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(
+            store.usage().insert_batch(&batch).await.unwrap(),
+            batch.len() as u64
+        );
+        for r in &batch {
+            assert_eq!(
+                store.usage().get(&r.request_id).await.unwrap().as_ref(),
+                Some(r),
+                "{}",
+                r.request_id
+            );
+        }
+        let recent = store.usage().recent(&Filter::default()).await.unwrap();
+        assert_eq!(recent.len(), batch.len());
+        for r in &recent {
+            assert!(batch.contains(r), "{}", r.request_id);
+        }
+    })
+    .await;
+    // What the SQLite file holds: the empty text only where the record implies its attempts.
+    let db = store::testing::TestDb::sqlite().await.unwrap();
+    let cases = attempt_cases();
+    let batch: Vec<Record> = cases.iter().map(|(r, _)| r.clone()).collect();
+    db.store
+        .usage()
+        .insert_shared(std::sync::Arc::new(batch))
+        .await
+        .unwrap();
+    let path = db.url.strip_prefix("sqlite://").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (r, empty) in &cases {
+        let stored: String = conn
+            .query_row(
+                "SELECT attempts FROM usage_records WHERE request_id = ?1",
+                [&r.request_id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored.is_empty(), *empty, "{}: {stored:?}", r.request_id);
+        if !empty {
+            let list: Vec<Attempt> = serde_json::from_str(&stored).unwrap();
+            assert_eq!(list, r.attempts);
+        }
+    }
+}
+
 #[tokio::test]
 async fn aggregates_have_exact_sums_and_percentiles() {
     on_both(|store| async move {
