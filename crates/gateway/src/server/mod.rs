@@ -3,6 +3,7 @@
 //! graceful stop on SIGTERM/SIGINT (stop accepting, let in-flight requests and streams finish up
 //! to a deadline).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,7 +168,7 @@ async fn connection(
                 // Boxed: hyper keeps the slot of a connection's request future for as long as
                 // the connection lives, so an unboxed pipeline future (several KiB) would be
                 // held by every idle or streaming connection (+60 MiB over 10,000 streams).
-                Ok((route, app)) => AssertUnwindSafe(Box::pin(route.serve(&app, req)))
+                Ok((route, app)) => AssertUnwindSafe(route.serve(&app, req))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(handlers::panic),
@@ -212,14 +213,16 @@ fn hot_route<B>(req: &http::Request<B>) -> Option<Hot> {
 }
 
 impl Hot {
-    async fn serve(
+    /// The pipeline's future itself, not wrapped in another `async fn` (which would move it
+    /// into its own state on the first poll; see `pipeline::openai`).
+    fn serve(
         self,
         app: &App,
         req: http::Request<axum::body::Body>,
-    ) -> axum::response::Response {
+    ) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send + '_>> {
         match self {
-            Hot::Openai(endpoint) => pipeline::openai(app, req, endpoint).await,
-            Hot::Anthropic => pipeline::anthropic(app, req).await,
+            Hot::Openai(endpoint) => Box::pin(pipeline::openai(app, req, endpoint)),
+            Hot::Anthropic => Box::pin(pipeline::anthropic(app, req)),
         }
     }
 }
