@@ -31,8 +31,9 @@ type Labels = Box<[Box<str>]>;
 /// Maps keyed by a hash this file already computed: the map does not hash it again.
 type Prehashed = BuildHasherDefault<FxHasher>;
 
-/// Series by the hash of their label values (a bucket holds the rare collisions).
-type SeriesMap<T> = HashMap<u64, Vec<(Labels, Arc<T>)>, Prehashed>;
+/// Series by the hash of their label values (a bucket holds the rare collisions), each with
+/// one shard per thread that updates it (never empty); rendering adds the shards up.
+type SeriesMap<T> = HashMap<u64, Vec<(Labels, Vec<Arc<T>>)>, Prehashed>;
 
 /// A thread's handles: by (family id, hash of the label values).
 type LocalMap<T> = HashMap<(u64, u64), Vec<(Labels, Arc<T>)>, Prehashed>;
@@ -83,6 +84,10 @@ static NEXT_FAMILY: AtomicU64 = AtomicU64::new(1);
 
 /// Series of one metric by label values: a hash of the values finds the series without
 /// allocating; a new series is created once, under the write lock.
+///
+/// Every thread updates a shard of its own: with one cell per series, each request's dozen
+/// atomic adds (request count, three histograms, tokens, cost) took the cell's cache line from
+/// the other serving thread's core, ~0.5 µs per request in perf at c=64 on two cores.
 struct Family<T> {
     id: u64,
     series: RwLock<SeriesMap<T>>,
@@ -125,33 +130,34 @@ impl<T: Series> Family<T> {
         let h = hash(labels);
         let mut f = Some(f);
         // The thread's own handle: no lock, no reference count.
-        let hit = T::local()
-            .try_with(|local| {
-                let local = local.borrow();
-                let found = local
-                    .get(&(self.id, h))
-                    .and_then(|b| b.iter().find(|(k, _)| same(k, labels)));
-                match found {
-                    Some((_, c)) => {
-                        if let Some(f) = f.take() {
-                            f(c);
-                        }
-                        true
+        let looked = T::local().try_with(|local| {
+            let local = local.borrow();
+            let found = local
+                .get(&(self.id, h))
+                .and_then(|b| b.iter().find(|(k, _)| same(k, labels)));
+            match found {
+                Some((_, c)) => {
+                    if let Some(f) = f.take() {
+                        f(c);
                     }
-                    None => false,
+                    true
                 }
-            })
-            .unwrap_or(false);
-        if hit {
+                None => false,
+            }
+        });
+        if looked == Ok(true) {
             return;
         }
-        let (cell, folded) = self.cell(h, labels);
+        // A shard of this thread's own only if the thread can remember it (its thread-locals
+        // may be gone while it exits): otherwise every call would add one.
+        let own = looked.is_ok();
+        let (cell, folded) = self.cell(h, labels, own);
         if let Some(f) = f.take() {
             f(&cell);
         }
         // Label sets folded into `other` are not remembered: they would grow the cache
         // without bound.
-        if !folded {
+        if own && !folded {
             let _ = T::local().try_with(|local| {
                 local
                     .borrow_mut()
@@ -162,24 +168,30 @@ impl<T: Series> Family<T> {
         }
     }
 
-    /// The shared series of `labels` (hash `h`), created if new; `true` when it was folded
-    /// into `other` because the family is full.
-    fn cell(&self, h: u64, labels: &[&str]) -> (Arc<T>, bool) {
-        {
+    /// A cell of the series of `labels` (hash `h`), the series created if new: a new shard
+    /// when `own` (for the calling thread to keep), else its first one; `true` when the
+    /// series was folded into `other` because the family is full (its first shard, shared).
+    fn cell(&self, h: u64, labels: &[&str], own: bool) -> (Arc<T>, bool) {
+        if !own {
             let map = self.series.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map
+            if let Some((_, shards)) = map
                 .get(&h)
                 .and_then(|b| b.iter().find(|(k, _)| same(k, labels)))
             {
-                return (c.1.clone(), false);
+                return (shards[0].clone(), false);
             }
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = map
-            .get(&h)
-            .and_then(|b| b.iter().find(|(k, _)| same(k, labels)))
+        if let Some((_, shards)) = map
+            .get_mut(&h)
+            .and_then(|b| b.iter_mut().find(|(k, _)| same(k, labels)))
         {
-            return (c.1.clone(), false);
+            if own {
+                let c = Arc::<T>::default();
+                shards.push(c.clone());
+                return (c, false);
+            }
+            return (shards[0].clone(), false);
         }
         let total: usize = map.values().map(Vec::len).sum();
         let folded = total >= MAX_SERIES;
@@ -193,15 +205,16 @@ impl<T: Series> Family<T> {
             (h, labels.iter().map(|l| Box::<str>::from(*l)).collect())
         };
         let bucket = map.entry(h).or_default();
-        if let Some(c) = bucket.iter().find(|(k, _)| *k == key) {
-            return (c.1.clone(), folded);
+        if let Some((_, shards)) = bucket.iter().find(|(k, _)| *k == key) {
+            return (shards[0].clone(), folded);
         }
         let c = Arc::<T>::default();
-        bucket.push((key, c.clone()));
+        bucket.push((key, vec![c.clone()]));
         (c, folded)
     }
 
-    fn each(&self, mut f: impl FnMut(&Labels, &T)) {
+    /// Every series with its shards.
+    fn each(&self, mut f: impl FnMut(&Labels, &[Arc<T>])) {
         let map = self.series.read().unwrap_or_else(|e| e.into_inner());
         for (k, v) in map.values().flatten() {
             f(k, v);
@@ -260,13 +273,16 @@ impl Counter {
         float: bool,
     ) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        self.family.each(|labels, c| {
-            let v = c.load(Relaxed);
+        self.family.each(|labels, shards| {
             let _ = write!(out, "{name}");
             write_labels(out, names, labels, None);
             if float {
-                let _ = writeln!(out, " {}", f64::from_bits(v));
+                let v: f64 = shards.iter().map(|c| f64::from_bits(c.load(Relaxed))).sum();
+                let _ = writeln!(out, " {v}");
             } else {
+                let v = shards
+                    .iter()
+                    .fold(0u64, |v, c| v.wrapping_add(c.load(Relaxed)));
                 let _ = writeln!(out, " {v}");
             }
         });
@@ -302,21 +318,24 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str, names: &[&str]) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        self.family.each(|labels, b| {
+        self.family.each(|labels, shards| {
+            let load = |f: &dyn Fn(&Buckets) -> &AtomicU64| {
+                shards.iter().map(|b| f(b).load(Relaxed)).sum::<u64>()
+            };
             let mut cumulative = 0;
             for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += b.counts[i].load(Relaxed);
+                cumulative += load(&|b| &b.counts[i]);
                 let _ = write!(out, "{name}_bucket");
                 write_labels(out, names, labels, Some(&le.to_string()));
                 let _ = writeln!(out, " {cumulative}");
             }
-            let count = b.count.load(Relaxed);
+            let count = load(&|b| &b.count);
             let _ = write!(out, "{name}_bucket");
             write_labels(out, names, labels, Some("+Inf"));
             let _ = writeln!(out, " {count}");
             let _ = write!(out, "{name}_sum");
             write_labels(out, names, labels, None);
-            let _ = writeln!(out, " {}", b.sum_us.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(out, " {}", load(&|b| &b.sum_us) as f64 / 1e6);
             let _ = write!(out, "{name}_count");
             write_labels(out, names, labels, None);
             let _ = writeln!(out, " {count}");
@@ -539,24 +558,54 @@ mod tests {
             );
             assert!(text.contains("switchyard_request_duration_seconds_count{model=\"chat\",version=\"v\",provider=\"p\"} 1"), "{text}");
         }
-        // Other threads update the same series.
+        // Other threads update the same series, each its own shard: rendering adds them up.
         let m = std::sync::Arc::new(Metrics::default());
+        m.fallbacks.inc(&["a"]);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     for _ in 0..100 {
                         m.fallbacks.inc(&["a"]);
+                        m.cost_usd.add_f64(&["a", "p"], 0.25);
+                        m.request_duration
+                            .observe(&["a", "v", "p"], Duration::from_millis(2));
                     }
+                    m.request_duration
+                        .observe(&["a", "v", "p"], Duration::from_secs(1));
                 })
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
-        assert!(m
-            .render(&[])
-            .contains("switchyard_fallbacks_total{model=\"a\"} 400"));
+        let text = m.render(&[]);
+        assert!(
+            text.contains("switchyard_fallbacks_total{model=\"a\"} 401"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_cost_usd_total{model=\"a\",provider=\"p\"} 100"),
+            "{text}"
+        );
+        for (le, n) in [
+            ("0.001", 0),
+            ("0.0025", 400),
+            ("0.5", 400),
+            ("1", 404),
+            ("+Inf", 404),
+        ] {
+            assert!(
+                text.contains(&format!("switchyard_request_duration_seconds_bucket{{model=\"a\",version=\"v\",provider=\"p\",le=\"{le}\"}} {n}\n")),
+                "{le}: {text}"
+            );
+        }
+        assert!(
+            text.contains("switchyard_request_duration_seconds_sum{model=\"a\",version=\"v\",provider=\"p\"} 4.8\n"),
+            "{text}"
+        );
+        // One series each, not one per thread.
+        assert_eq!(text.matches("switchyard_fallbacks_total{").count(), 1);
     }
 
     #[test]
