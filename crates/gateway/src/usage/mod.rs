@@ -382,24 +382,28 @@ mod tests {
     #[test]
     fn one_successful_attempt_is_implied_by_the_record() {
         let started = Instant::now();
-        let mut rng = fastrand::Rng::with_seed(7);
-        for i in 0..20_000u32 {
-            let scale = 10u64.pow(i % 13);
-            let elapsed = Duration::from_nanos(rng.u64(0..scale.max(2)));
-            let latency = elapsed + Duration::from_nanos(rng.u64(0..scale.max(2)));
-            let mut r = Record::new(format!("req-{i}"), "chat.completions", started);
+        // A request answered by `up`/`m` with 200, after one attempt that ended with `outcome`.
+        let one = |outcome: Outcome, elapsed: Duration| {
+            let mut r = Record::new("req-1".into(), "chat.completions", started);
             r.provider = "up".into();
             r.upstream_model = "m".into();
             r.status = 200;
             r.attempts = vec![Attempt {
                 provider: "up".into(),
                 model: "m".into(),
-                outcome: Outcome::Ok(StatusCode::OK),
+                outcome,
                 started,
                 elapsed,
                 span: None,
             }];
-            let s = r.to_store(latency);
+            r
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..20_000u32 {
+            let scale = 10u64.pow(i % 13);
+            let elapsed = Duration::from_nanos(rng.u64(0..scale.max(2)));
+            let latency = elapsed + Duration::from_nanos(rng.u64(0..scale.max(2)));
+            let s = one(Outcome::Ok(StatusCode::OK), elapsed).to_store(latency);
             assert!(
                 s.attempts_implied(),
                 "{elapsed:?} of {latency:?}: {} - {} vs {}",
@@ -408,20 +412,9 @@ mod tests {
                 s.attempts[0].latency_ms
             );
         }
-        // A failed attempt before it, or an error, is not implied.
-        let mut r = Record::new("req-x".into(), "chat.completions", started);
-        r.provider = "up".into();
-        r.upstream_model = "m".into();
-        r.status = 200;
-        r.attempts = vec![Attempt {
-            provider: "up".into(),
-            model: "m".into(),
-            outcome: Outcome::Timeout,
-            started,
-            elapsed: Duration::from_millis(3),
-            span: None,
-        }];
-        assert!(!r.to_store(Duration::from_millis(5)).attempts_implied());
+        // An attempt that failed (its record carries its error word) is not implied.
+        let failed = one(Outcome::Timeout, Duration::from_millis(3));
+        assert!(!failed.to_store(Duration::from_millis(5)).attempts_implied());
     }
 
     #[test]
