@@ -87,7 +87,8 @@ static NEXT_FAMILY: AtomicU64 = AtomicU64::new(1);
 ///
 /// Every thread updates a shard of its own: with one cell per series, each request's dozen
 /// atomic adds (request count, three histograms, tokens, cost) took the cell's cache line from
-/// the other serving thread's core, ~0.5 µs per request in perf at c=64 on two cores.
+/// the other serving thread's core (in perf at c=64 on two cores, the metrics' share of a
+/// request fell from ~0.51 to ~0.37 µs with shards).
 struct Family<T> {
     id: u64,
     series: RwLock<SeriesMap<T>>,
