@@ -48,6 +48,19 @@ fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latenc
     }
 }
 
+/// Every record of `batch` reads back by its request id exactly as written.
+#[allow(clippy::unwrap_used)]
+async fn assert_stored(store: &store::Store, batch: &[Record]) {
+    for r in batch {
+        assert_eq!(
+            store.usage().get(&r.request_id).await.unwrap().as_ref(),
+            Some(r),
+            "{}",
+            r.request_id
+        );
+    }
+}
+
 #[tokio::test]
 async fn insert_batch_is_idempotent_and_round_trips() {
     on_both(|store| async move {
@@ -79,12 +92,7 @@ async fn insert_batch_is_idempotent_and_round_trips() {
             rec("req-4", T0 + 3, "k1", "gpt", 200, 1.0, 5.0),
         ];
         assert_eq!(store.usage().insert_batch(&twice).await.unwrap(), 1);
-        for r in &batch {
-            assert_eq!(
-                store.usage().get(&r.request_id).await.unwrap().as_ref(),
-                Some(r)
-            );
-        }
+        assert_stored(&store, &batch).await;
         assert_eq!(store.usage().get("req-nope").await.unwrap(), None);
         let all = store
             .usage()
@@ -127,14 +135,7 @@ async fn long_batches_store_every_record_once() {
         let mut with_repeat: Vec<Record> = batch.iter().rev().cloned().collect();
         with_repeat.insert(20, batch[3].clone());
         assert_eq!(store.usage().insert_batch(&with_repeat).await.unwrap(), 38);
-        for r in &batch {
-            assert_eq!(
-                store.usage().get(&r.request_id).await.unwrap().as_ref(),
-                Some(r),
-                "{}",
-                r.request_id
-            );
-        }
+        assert_stored(&store, &batch).await;
         let all = store
             .usage()
             .aggregate(&Query::new(GroupBy::Model))
@@ -194,14 +195,7 @@ async fn attempts_the_record_implies_round_trip() {
             store.usage().insert_batch(&batch).await.unwrap(),
             batch.len() as u64
         );
-        for r in &batch {
-            assert_eq!(
-                store.usage().get(&r.request_id).await.unwrap().as_ref(),
-                Some(r),
-                "{}",
-                r.request_id
-            );
-        }
+        assert_stored(&store, &batch).await;
         let recent = store.usage().recent(&Filter::default()).await.unwrap();
         assert_eq!(recent.len(), batch.len());
         for r in &recent {
