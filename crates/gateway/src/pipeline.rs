@@ -16,6 +16,7 @@
 //! Business policy lives here as plain async code; tower layers in `app` do only
 //! protocol-generic work.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -161,8 +162,9 @@ async fn serve(
 }
 
 /// What routing and answering need to know of a request, whatever its protocol.
-struct Facts {
-    model: String,
+struct Facts<'a> {
+    /// Borrowed from the body when the request is read in place (OpenAI).
+    model: Cow<'a, str>,
     stream: bool,
     include_usage: bool,
     /// The most output tokens the client allows, when it says.
@@ -177,7 +179,7 @@ struct Facts {
 fn parse_anthropic(
     body: &[u8],
     canonical: &OnceLock<Result<ChatRequest, String>>,
-) -> Result<Facts, Error> {
+) -> Result<Facts<'static>, Error> {
     let req = providers::anthropic::request::parse(body).map_err(|e| {
         let mut err = Error::new(Kind::InvalidRequest, e.message().to_string());
         err.param = e.param().map(|p| p.to_string().into());
@@ -194,7 +196,7 @@ fn parse_anthropic(
         declared: false,
     };
     let facts = Facts {
-        model: req.model.clone(),
+        model: Cow::Owned(req.model.clone()),
         stream: req.stream,
         include_usage: true,
         max_tokens: req.max_tokens.map(u64::from),
@@ -244,7 +246,7 @@ async fn run(
             let p =
                 peek::request(&body, endpoint).map_err(|e| Error::invalid(e.message, e.param))?;
             let facts = Facts {
-                model: p.model.to_string(),
+                model: p.model.clone(),
                 stream: p.stream,
                 include_usage: p.include_usage,
                 max_tokens: None,
@@ -620,7 +622,7 @@ async fn admit(
     app: &App,
     caller: &auth::Caller,
     route: &routing::Route,
-    facts: &Facts,
+    facts: &Facts<'_>,
     body: &[u8],
 ) -> Result<Option<limits::Reservation>, Error> {
     let auth::Caller::Key(p) = caller else {

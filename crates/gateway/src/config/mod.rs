@@ -108,10 +108,34 @@ impl fmt::Debug for Secret {
     }
 }
 
+pub use store::usage::Name;
+
+/// `name` as a [`Name`] kept for the rest of the process: the names of providers, models,
+/// versions and upstream models, which every request's usage record and metrics repeat, are
+/// kept once, so a request borrows them rather than copying each into a `String` (and the
+/// usage writer frees nothing of them). Each distinct name is kept once however often the
+/// configuration is reloaded; names that come with requests (`provider/model` direct routes)
+/// are never interned.
+pub fn intern(name: &str) -> Name {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(&kept) = names.get(name) {
+        return Name::Borrowed(kept);
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(kept);
+    Name::Borrowed(kept)
+}
+
 /// One upstream endpoint.
 #[derive(Debug)]
 pub struct Provider {
-    pub name: String,
+    pub name: Name,
     pub kind: ProviderKind,
     /// Base URL without a trailing slash (for OpenAI-format providers it includes `/v1`).
     pub base_url: String,
@@ -126,7 +150,7 @@ pub struct Provider {
 /// A public model name and its versions.
 #[derive(Debug)]
 pub struct Model {
-    pub name: String,
+    pub name: Name,
     pub name_header: HeaderValue,
     pub versions: BTreeMap<String, Arc<Version>>,
     /// The version that serves when the client pins none (the rollout's `stable`).
@@ -135,7 +159,7 @@ pub struct Model {
 
 #[derive(Debug)]
 pub struct Version {
-    pub name: String,
+    pub name: Name,
     pub name_header: HeaderValue,
     pub targets: Vec<Target>,
     pub routing: Strategy,
@@ -176,7 +200,7 @@ impl Strategy {
 #[derive(Debug)]
 pub struct Target {
     pub provider: Arc<Provider>,
-    pub model: String,
+    pub model: Name,
     pub model_header: HeaderValue,
     pub weight: u32,
     /// USD per million tokens, resolved when the configuration is built: the target's own
@@ -480,7 +504,7 @@ impl Config {
     /// remembered (at most 4096; beyond that each request works them out again).
     pub fn direct_target(&self, provider: &Provider, model: &str) -> DirectTarget {
         let mut map = self.direct_state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (provider.name.clone(), model.to_string());
+        let key = (provider.name.to_string(), model.to_string());
         if let Some(t) = map.get(&key) {
             return t.clone();
         }

@@ -278,3 +278,34 @@ models:
     assert!(Arc::ptr_eq(&first.stats, &again.stats));
     assert_eq!(c.direct_target(&openai, "my-fine-tune").price, None);
 }
+
+/// The names a request's record and metrics repeat are borrowed from one copy kept for the
+/// process: building the same configuration again (a reload) reuses it rather than keeping
+/// another, and nothing about them is allocated per request.
+#[test]
+fn configuration_names_are_kept_once_and_borrowed() {
+    let names = |c: &Config| {
+        let chat = c.model("chat").unwrap();
+        let v = chat.versions["default"].clone();
+        let t = &v.targets[0];
+        [
+            chat.name.clone(),
+            v.name.clone(),
+            t.provider.name.clone(),
+            t.model.clone(),
+        ]
+    };
+    let (first, again) = (names(&ok(BASE)), names(&ok(BASE)));
+    assert_eq!(
+        first.iter().map(|n| &**n).collect::<Vec<_>>(),
+        ["chat", "default", "openai", "gpt-4o-mini"]
+    );
+    for (a, b) in first.iter().zip(&again) {
+        assert!(
+            matches!((a, b), (Name::Borrowed(x), Name::Borrowed(y)) if std::ptr::eq(*x, *y)),
+            "{a} is not kept once: {:p} vs {:p}",
+            a.as_ptr(),
+            b.as_ptr()
+        );
+    }
+}

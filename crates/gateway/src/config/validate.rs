@@ -650,7 +650,7 @@ fn provider(cx: &mut Ctx<'_>, path: &str, name: &str, p: raw::Provider) -> Optio
         }
     }
     Some(Provider {
-        name: name.to_string(),
+        name: super::intern(name),
         name_header: header_value(name),
         kind,
         base_url,
@@ -805,7 +805,7 @@ fn model(
         }
     };
     Some(Model {
-        name: name.to_string(),
+        name: super::intern(name),
         name_header: header_value(name),
         versions,
         stable,
@@ -864,7 +864,7 @@ fn version(
         targets.push(Target {
             provider: provider.clone(),
             model_header: header_value(&t.model),
-            model: t.model,
+            model: super::intern(&t.model),
             weight: t.weight.unwrap_or(1),
             price,
             price_source,
@@ -926,7 +926,7 @@ fn version(
         .map(|h| cx.duration(&format!("{path}.hedge_after"), Some(h), Duration::ZERO))
         .filter(|d| !d.is_zero());
     Some(Version {
-        name: name.to_string(),
+        name: super::intern(name),
         name_header: header_value(name),
         targets,
         routing,

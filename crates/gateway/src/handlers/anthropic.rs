@@ -72,7 +72,8 @@ async fn count(app: &App, req: http::Request<Body>) -> Result<u64, Error> {
             "No target is available for this model.",
         ));
     };
-    req.model.clone_from(&target.model);
+    req.model.clear();
+    req.model.push_str(&target.model);
     match &target.provider.kind {
         ProviderKind::Mock(_) => Ok(providers::mock::input_tokens(&req)),
         ProviderKind::Anthropic { version } => {

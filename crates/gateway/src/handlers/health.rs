@@ -30,12 +30,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     for m in config.models.values() {
         for v in m.versions.values() {
             for t in &v.targets {
-                if seen.insert((t.provider.name.as_str(), t.model.as_str())) {
+                if seen.insert((&*t.provider.name, &*t.model)) {
                     healthy.push(crate::metrics::Gauge {
-                        labels: vec![
-                            ("provider", t.provider.name.as_str()),
-                            ("target", t.model.as_str()),
-                        ],
+                        labels: vec![("provider", &*t.provider.name), ("target", &*t.model)],
                         value: if t.stats.healthy() { 1.0 } else { 0.0 },
                     });
                 }

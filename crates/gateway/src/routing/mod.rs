@@ -13,13 +13,13 @@ use std::sync::Arc;
 use http::HeaderValue;
 use providers::openai::peek::{self, ProviderPrefs};
 
-use crate::config::{Config, Model, Strategy, Target, Version};
+use crate::config::{Config, Model, Name, Strategy, Target, Version};
 use crate::error::{Error, Kind};
 
 /// The version chosen for a request.
 pub struct Route {
     /// The public model name (without `@version` or suffix).
-    pub model: String,
+    pub model: Name,
     pub model_header: HeaderValue,
     pub version: Arc<Version>,
     /// `:floor` (cheapest first) or `:nitro` (fastest first).
@@ -56,11 +56,11 @@ pub fn resolve(config: &Config, requested: &str, pinned: Option<&str>) -> Result
     if let Some((provider, upstream)) = config.direct(name) {
         let known = config.direct_target(provider, upstream);
         let version = Version {
-            name: "default".into(),
+            name: Name::Borrowed("default"),
             name_header: HeaderValue::from_static("default"),
             targets: vec![Target {
                 provider: provider.clone(),
-                model: upstream.to_string(),
+                model: Name::Owned(upstream.to_owned()),
                 model_header: crate::config::header_value(upstream),
                 weight: 1,
                 price: known.price,
@@ -82,7 +82,7 @@ pub fn resolve(config: &Config, requested: &str, pinned: Option<&str>) -> Result
             cursor: Default::default(),
         };
         return Ok(Route {
-            model: name.to_string(),
+            model: Name::Owned(name.to_owned()),
             model_header: crate::config::header_value(name),
             version: Arc::new(version),
             sort,

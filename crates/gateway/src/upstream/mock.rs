@@ -51,7 +51,8 @@ pub async fn call(
                 Err(Failure::Unsupported(m, _)) => return Err(invalid(m)),
                 Err(f) => return Err(f),
             };
-            req.model.clone_from(&target.model);
+            req.model.clear();
+            req.model.push_str(&target.model);
             if call.stream {
                 let mut events = mock::stream(&req, m.chunk_words);
                 for e in &mut events {

@@ -63,8 +63,8 @@ pub struct Success {
 /// One try of one target, for the usage record and the `x-switchyard-attempts` header.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub provider: String,
-    pub model: String,
+    pub provider: crate::config::Name,
+    pub model: crate::config::Name,
     pub outcome: Outcome,
     /// When it was sent.
     pub started: Instant,
@@ -123,7 +123,8 @@ impl<'a> Call<'a> {
     /// The canonical request addressed to `target`: its model, streaming as asked, usage wanted.
     fn for_target(&self, target: &Target) -> Result<ChatRequest, Failure> {
         let mut req = self.canonical()?.clone();
-        req.model.clone_from(&target.model);
+        req.model.clear();
+        req.model.push_str(&target.model);
         req.stream = self.stream;
         req.include_usage = true;
         Ok(req)

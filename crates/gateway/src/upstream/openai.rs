@@ -67,7 +67,7 @@ thread_local! {
 fn endpoint_uri(target: &Target, endpoint: Endpoint) -> Option<(Uri, Option<HeaderValue>)> {
     let provider = &target.provider;
     let model = match provider.kind {
-        ProviderKind::Azure { .. } => Some(target.model.as_str()),
+        ProviderKind::Azure { .. } => Some(&*target.model),
         _ => None,
     };
     let hit = ENDPOINTS.try_with(|cache| {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::config::Name;
 use crate::cost::Tokens;
 use crate::upstream::{Attempt, Outcome};
 
@@ -36,10 +37,10 @@ pub struct Record {
     /// The key's store id, when the key comes from the store; stored in preference to `key`.
     pub key_id: Option<String>,
     pub team_id: Option<String>,
-    pub model: String,
-    pub version: String,
-    pub provider: String,
-    pub upstream_model: String,
+    pub model: Name,
+    pub version: Name,
+    pub provider: Name,
+    pub upstream_model: Name,
     pub status: u16,
     pub streamed: bool,
     pub tokens: Tokens,
@@ -159,10 +160,10 @@ impl Record {
             key: None,
             key_id: None,
             team_id: None,
-            model: String::new(),
-            version: String::new(),
-            provider: String::new(),
-            upstream_model: String::new(),
+            model: Name::Borrowed(""),
+            version: Name::Borrowed(""),
+            provider: Name::Borrowed(""),
+            upstream_model: Name::Borrowed(""),
             status: 0,
             streamed: false,
             tokens: Tokens::default(),
@@ -225,7 +226,7 @@ impl Record {
             ts: unix_ms(self.time),
             key_id: self.key_id.or(self.key),
             team_id: self.team_id,
-            endpoint: self.endpoint.to_owned(),
+            endpoint: Name::Borrowed(self.endpoint),
             model: self.model,
             version: self.version,
             provider: self.provider,

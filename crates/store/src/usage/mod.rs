@@ -11,6 +11,7 @@ mod sqlite_writer;
 
 pub(crate) use sqlite_writer::SqliteWriter;
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -21,6 +22,12 @@ use crate::sql::{from_db, Arg, Where};
 use crate::{Error, Result, Store};
 
 pub use aggregate::{Group, GroupBy, Query};
+
+/// A name a record repeats from the gateway's configuration (endpoint, model, version,
+/// provider, upstream model): borrowed from the configuration, which keeps each name once for
+/// the life of the process, so a record costs no allocation for it; owned when read back from
+/// the store or when the name came with the request (a provider's model named directly).
+pub type Name = Cow<'static, str>;
 
 /// One request, as SPEC §3.4 lists it. `ts` is the request's start, unix milliseconds.
 ///
@@ -35,13 +42,13 @@ pub struct Record {
     /// The API the request came in on (`chat.completions`, `messages`, …); empty when unknown
     /// (records written before it was kept).
     #[serde(default)]
-    pub endpoint: String,
+    pub endpoint: Name,
     /// The public model name; empty if the request never named a known one.
-    pub model: String,
+    pub model: Name,
     /// Empty when no version was chosen (the request failed before routing).
-    pub version: String,
-    pub provider: String,
-    pub upstream_model: String,
+    pub version: Name,
+    pub provider: Name,
+    pub upstream_model: Name,
     pub status: u16,
     pub streamed: bool,
     /// The answer was produced in full (a stream reached its end). `None`: not recorded.
@@ -73,8 +80,8 @@ pub struct Record {
 /// One target tried while serving a request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
-    pub provider: String,
-    pub upstream_model: String,
+    pub provider: Name,
+    pub upstream_model: Name,
     /// The upstream's HTTP status; `None` when it never answered (connect error, timeout).
     #[serde(default)]
     pub status: Option<u16>,
@@ -668,8 +675,8 @@ impl Row {
     fn into_record(self) -> Record {
         let attempts = self.attempts.0.unwrap_or_else(|| {
             vec![Attempt {
-                provider: self.provider.clone(),
-                upstream_model: self.upstream_model.clone(),
+                provider: self.provider.clone().into(),
+                upstream_model: self.upstream_model.clone().into(),
                 status: u16::try_from(self.status).ok(),
                 latency_ms: implied_latency_ms(self.latency_ms, self.overhead_ms),
                 error: None,
@@ -680,11 +687,11 @@ impl Row {
             ts: self.ts,
             key_id: self.key_id,
             team_id: self.team_id,
-            endpoint: self.endpoint,
-            model: self.model,
-            version: self.version,
-            provider: self.provider,
-            upstream_model: self.upstream_model,
+            endpoint: self.endpoint.into(),
+            model: self.model.into(),
+            version: self.version.into(),
+            provider: self.provider.into(),
+            upstream_model: self.upstream_model.into(),
             status: u16::try_from(self.status).unwrap_or(0),
             streamed: self.streamed,
             completed: self.completed,
@@ -722,7 +729,11 @@ mod tests {
 
     #[test]
     fn attempts_are_written_as_serde_writes_them() {
-        let a = |provider: &str, model: &str, status, latency_ms, error: Option<&str>| Attempt {
+        let a = |provider: &'static str,
+                 model: &'static str,
+                 status,
+                 latency_ms,
+                 error: Option<&str>| Attempt {
             provider: provider.into(),
             upstream_model: model.into(),
             status,

@@ -13,14 +13,14 @@ fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latenc
         ts,
         key_id: (!key.is_empty()).then(|| key.to_owned()),
         team_id: (key == "k1" || key == "k2").then(|| "t1".to_owned()),
-        model: model.into(),
+        model: model.to_owned().into(),
         version: if model == "summarizer" {
             "v2".into()
         } else {
             "default".into()
         },
         provider: "openai".into(),
-        upstream_model: format!("{model}-2024"),
+        upstream_model: format!("{model}-2024").into(),
         status,
         streamed: ts % 2 == 0,
         endpoint: "chat.completions".into(),
@@ -37,7 +37,7 @@ fn rec(id: &str, ts: i64, key: &str, model: &str, status: u16, cost: f64, latenc
         overhead_ms: 0.25,
         attempts: vec![Attempt {
             provider: "openai".into(),
-            upstream_model: format!("{model}-2024"),
+            upstream_model: format!("{model}-2024").into(),
             status: Some(status),
             latency_ms: latency,
             error: None,
@@ -540,7 +540,7 @@ async fn unknown_costs_stay_null_and_bodies_and_flags_round_trip() {
         let mut older = rec("u3", T0 + 2, "k1", "self-hosted", 200, 0.25, 5.0);
         older.completed = None;
         older.client_gone = None;
-        older.endpoint = String::new();
+        older.endpoint = "".into();
         let batch = vec![unpriced.clone(), priced.clone(), older.clone()];
         assert_eq!(store.usage().insert_batch(&batch).await.unwrap(), 3);
 
