@@ -905,8 +905,9 @@ fn new_request_id(now: std::time::SystemTime) -> String {
     let n = (u128::from(ms) << 80) | (u128::from(seq) << 48) | u128::from(fastrand::u64(..) >> 16);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = *b"req_00000000000000000000000000000000";
-    for (i, digit) in id[4..].iter_mut().enumerate() {
-        *digit = HEX[((n >> ((31 - i) * 4)) & 0xf) as usize];
+    for (pair, byte) in id[4..].chunks_exact_mut(2).zip(n.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     // ASCII by construction.
     std::str::from_utf8(&id)
@@ -958,6 +959,10 @@ mod tests {
         assert!(a[4..].bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16], "same millisecond, same prefix");
+        assert_eq!(a[4..16], format!("{:012x}", 1_763_700_000_000u64), "the time, in hex");
+        let seq = |id: &str| u32::from_str_radix(&id[16..24], 16).unwrap();
+        // Other tests may take ids in between.
+        assert!(seq(&b) > seq(&a), "the sequence, in hex");
         assert!(b > a, "started later in the same millisecond, sorts after");
         assert!(later > a && later > b);
     }
