@@ -959,7 +959,11 @@ mod tests {
         assert!(a[4..].bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16], "same millisecond, same prefix");
-        assert_eq!(a[4..16], format!("{:012x}", 1_763_700_000_000u64), "the time, in hex");
+        assert_eq!(
+            a[4..16],
+            format!("{:012x}", 1_763_700_000_000u64),
+            "the time, in hex"
+        );
         let seq = |id: &str| u32::from_str_radix(&id[16..24], 16).unwrap();
         // Other tests may take ids in between.
         assert!(seq(&b) > seq(&a), "the sequence, in hex");

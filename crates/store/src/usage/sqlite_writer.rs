@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
+use rusqlite::types::{Null, ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{clamp, finite, write_attempts, Record, COLUMNS};
@@ -165,12 +166,16 @@ fn insert(
     });
     let mut inserted = 0u64;
     {
+        // The record whose values each row of a statement holds: a statement keeps its
+        // bindings from one execution to the next, so only what differs is bound again.
+        let mut held: [Option<&Record>; ROWS] = [None; ROWS];
         let mut groups = order.chunks_exact(ROWS);
         if groups.len() > 0 {
             let mut many = tx.prepare_cached(&MANY).map_err(Error::Embedded)?;
             for group in &mut groups {
                 for (i, &r) in group.iter().enumerate() {
-                    bind(&mut many, i * BOUND, &records[r], json)?;
+                    bind(&mut many, i * BOUND, &records[r], held[i], json)?;
+                    held[i] = Some(&records[r]);
                 }
                 inserted += many.raw_execute().map_err(Error::Embedded)? as u64;
             }
@@ -178,8 +183,10 @@ fn insert(
         let rest = groups.remainder();
         if !rest.is_empty() {
             let mut one = tx.prepare_cached(&ONE).map_err(Error::Embedded)?;
+            let mut held = None;
             for &r in rest {
-                bind(&mut one, 0, &records[r], json)?;
+                bind(&mut one, 0, &records[r], held, json)?;
+                held = Some(&records[r]);
                 inserted += one.raw_execute().map_err(Error::Embedded)? as u64;
             }
         }
@@ -188,53 +195,99 @@ fn insert(
     Ok(inserted)
 }
 
-/// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND`. SQLite copies
-/// every text it is given here, so `json` is free again on return. Attempts the record implies
-/// ([`Record::attempts_implied`]) are stored as the empty text.
+/// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND`, where `held` is the
+/// record those parameters hold from the statement's previous execution (`None`: nothing bound
+/// yet, as when the statement comes from the cache, which clears bindings). A value equal to
+/// the held one stays bound: most of a record repeats the one before it in the same row of the
+/// statement (endpoint, model, version, provider, upstream model, key, flags, zero counts,
+/// NULLs), and a bind costs more than the comparison (SQLite copies every text it is given and
+/// frees the one it held). Attempts the record implies ([`Record::attempts_implied`]) are
+/// stored as the empty text.
 fn bind(
     stmt: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
     r: &Record,
+    held: Option<&Record>,
     json: &mut Vec<u8>,
 ) -> Result<()> {
     json.clear();
-    let attempts = if r.attempts_implied() {
+    let implied = r.attempts_implied();
+    let attempts = if implied {
         ""
     } else {
         write_attempts(json, &r.attempts);
         std::str::from_utf8(json).unwrap_or("[]")
     };
-    let values: [&dyn ToSql; BOUND] = [
-        &r.request_id,
-        &r.ts,
-        &r.key_id,
-        &r.team_id,
-        &r.endpoint,
-        &r.model,
-        &r.version,
-        &r.provider,
-        &r.upstream_model,
-        &i64::from(r.status),
-        &r.streamed,
-        &r.completed,
-        &r.client_gone,
-        &clamp(r.input_tokens),
-        &clamp(r.cache_read_tokens),
-        &clamp(r.cache_write_tokens),
-        &clamp(r.reasoning_tokens),
-        &clamp(r.output_tokens),
-        &r.cost_usd.map(finite),
-        &finite(r.latency_ms),
-        &r.ttft_ms.map(finite),
-        &finite(r.overhead_ms),
-        &attempts,
-        &r.error,
-        &r.request_body,
-        &r.completion,
-    ];
-    for (i, v) in values.into_iter().enumerate() {
+    // A held record's attempts are known only when it implies them (the empty text).
+    let held = held.map(|h| (values(h, ""), implied && h.attempts_implied()));
+    for (i, v) in values(r, attempts).into_iter().enumerate() {
+        if let Some((before, attempts_held)) = &held {
+            let same = if i == ATTEMPTS {
+                *attempts_held
+            } else {
+                same_value(&v, &before[i])
+            };
+            if same {
+                continue;
+            }
+        }
         stmt.raw_bind_parameter(offset + i + 1, v)
             .map_err(Error::Embedded)?;
     }
     Ok(())
+}
+
+/// The position of `attempts` in [`values`].
+const ATTEMPTS: usize = 22;
+
+/// `r`'s values in the order of [`COLUMNS`], `attempts` being its stored text; texts borrowed.
+fn values<'a>(r: &'a Record, attempts: &'a str) -> [ToSqlOutput<'a>; BOUND] {
+    let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
+    let opt_text = |s: &'a Option<String>| s.as_deref().map_or(ToSqlOutput::from(Null), text);
+    let int = |n: u64| ToSqlOutput::from(clamp(n));
+    let real = |x: f64| ToSqlOutput::from(finite(x));
+    let opt = |x: Option<ToSqlOutput<'a>>| x.unwrap_or(ToSqlOutput::from(Null));
+    [
+        text(&r.request_id),
+        ToSqlOutput::from(r.ts),
+        opt_text(&r.key_id),
+        opt_text(&r.team_id),
+        text(&r.endpoint),
+        text(&r.model),
+        text(&r.version),
+        text(&r.provider),
+        text(&r.upstream_model),
+        ToSqlOutput::from(i64::from(r.status)),
+        ToSqlOutput::from(r.streamed),
+        opt(r.completed.map(ToSqlOutput::from)),
+        opt(r.client_gone.map(ToSqlOutput::from)),
+        int(r.input_tokens),
+        int(r.cache_read_tokens),
+        int(r.cache_write_tokens),
+        int(r.reasoning_tokens),
+        int(r.output_tokens),
+        opt(r.cost_usd.map(real)),
+        real(r.latency_ms),
+        opt(r.ttft_ms.map(real)),
+        real(r.overhead_ms),
+        text(attempts),
+        opt_text(&r.error),
+        opt_text(&r.request_body),
+        opt_text(&r.completion),
+    ]
+}
+
+/// Whether binding `a` would store what `b` stored: floats by their bits (`0.0` and `-0.0` are
+/// equal as numbers, not as stored values).
+fn same_value(a: &ToSqlOutput<'_>, b: &ToSqlOutput<'_>) -> bool {
+    let real = |v: &ToSqlOutput<'_>| match v {
+        ToSqlOutput::Owned(Value::Real(x)) | ToSqlOutput::Borrowed(ValueRef::Real(x)) => {
+            Some(x.to_bits())
+        }
+        _ => None,
+    };
+    match (real(a), real(b)) {
+        (None, None) => a == b,
+        (x, y) => x == y,
+    }
 }

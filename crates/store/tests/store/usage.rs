@@ -146,6 +146,122 @@ async fn long_batches_store_every_record_once() {
     .await;
 }
 
+/// Each record differs from the one 16 places before it, which the SQLite writer binds to the
+/// same row of its multi-row statement (it binds again only what changed), in one field only:
+/// every field in turn, each changed and then changed back. Every record reads back as written.
+#[tokio::test]
+async fn records_that_differ_from_their_predecessor_in_one_field_round_trip() {
+    type Toggle = fn(&mut Record, bool);
+    let implied = |r: &mut Record| {
+        r.attempts[0].latency_ms = ((r.latency_ms - r.overhead_ms) * 1e6).round() / 1e6;
+    };
+    let toggles: Vec<(&str, Toggle)> = vec![
+        ("key_id", |r, on| r.key_id = on.then(|| "k2".into())),
+        ("team_id", |r, on| r.team_id = on.then(|| "t2".into())),
+        ("endpoint", |r, on| {
+            r.endpoint = if on {
+                "messages".into()
+            } else {
+                "chat.completions".into()
+            }
+        }),
+        ("model", |r, on| {
+            r.model = if on {
+                "summarizer".into()
+            } else {
+                "gpt".into()
+            }
+        }),
+        ("version", |r, on| {
+            r.version = if on { "v3".into() } else { "default".into() }
+        }),
+        ("provider", |r, on| {
+            r.provider = if on { "azure".into() } else { "openai".into() }
+        }),
+        ("upstream_model", |r, on| {
+            r.upstream_model = if on { "prod".into() } else { "gpt-2024".into() }
+        }),
+        ("status", |r, on| r.status = if on { 502 } else { 200 }),
+        ("streamed", |r, on| r.streamed = on),
+        ("completed", |r, on| {
+            r.completed = if on { None } else { Some(true) }
+        }),
+        ("client_gone", |r, on| r.client_gone = Some(on)),
+        ("input_tokens", |r, on| {
+            r.input_tokens = if on { 7 } else { 100 }
+        }),
+        ("cache_read_tokens", |r, on| {
+            r.cache_read_tokens = u64::from(on)
+        }),
+        ("cache_write_tokens", |r, on| {
+            r.cache_write_tokens = u64::from(on) * 2
+        }),
+        ("reasoning_tokens", |r, on| {
+            r.reasoning_tokens = u64::from(on) * 3
+        }),
+        ("output_tokens", |r, on| {
+            r.output_tokens = if on { 1 } else { 20 }
+        }),
+        ("cost_usd", |r, on| r.cost_usd = (!on).then_some(0.5)),
+        ("latency_ms", |r, on| {
+            r.latency_ms = if on { 12.5 } else { 100.0 }
+        }),
+        ("ttft_ms", |r, on| r.ttft_ms = (!on).then_some(50.0)),
+        ("overhead_ms", |r, on| {
+            r.overhead_ms = if on { 0.5 } else { 0.25 }
+        }),
+        ("attempts", |r, on| {
+            r.attempts[0].error = on.then(|| "status".into());
+        }),
+        ("error", |r, on| {
+            r.error = on.then(|| "upstream closed".into())
+        }),
+        ("request_body", |r, on| {
+            r.request_body = on.then(|| "{}".into())
+        }),
+        ("completion", |r, on| {
+            r.completion = on.then(|| "hello".into())
+        }),
+    ];
+    let mut template = rec("x", T0, "k1", "gpt", 200, 0.5, 100.0);
+    implied(&mut template);
+    assert!(template.attempts_implied());
+    let mut state = vec![false; toggles.len()];
+    let mut batch = Vec::new();
+    let mut fields = Vec::new();
+    // Twice round every field, then a tail the writer binds one record at a time.
+    for group in 0..=2 * toggles.len() {
+        if group > 0 {
+            let f = (group - 1) % toggles.len();
+            state[f] = !state[f];
+            (toggles[f].1)(&mut template, state[f]);
+            // Changing a latency keeps the one attempt implied (or not) as it was.
+            if !template.attempts.is_empty() && template.attempts[0].error.is_none() {
+                implied(&mut template);
+            }
+            fields.push(toggles[f].0);
+        }
+        let rows = if group == 2 * toggles.len() { 5 } else { 16 };
+        for _ in 0..rows {
+            let mut r = template.clone();
+            let n = batch.len();
+            r.request_id = format!("f{n:04}");
+            r.ts = T0 + n as i64;
+            batch.push(r);
+        }
+    }
+    assert_eq!(fields.len(), 2 * toggles.len());
+    on_both(|store| {
+        let batch = batch.clone();
+        async move {
+            let n = batch.len() as u64;
+            assert_eq!(store.usage().insert_batch(&batch).await.unwrap(), n);
+            assert_stored(&store, &batch).await;
+        }
+    })
+    .await;
+}
+
 /// Records whose attempts the record implies and records whose attempts say more, for
 /// `attempts_the_record_implies_round_trip`: (request id, stored as the empty text on SQLite).
 fn attempt_cases() -> Vec<(Record, bool)> {
