@@ -211,25 +211,21 @@ fn bind(
     json: &mut Vec<u8>,
 ) -> Result<()> {
     json.clear();
-    let implied = r.attempts_implied();
-    let attempts = if implied {
+    let attempts = if r.attempts_implied() {
         ""
     } else {
         write_attempts(json, &r.attempts);
         std::str::from_utf8(json).unwrap_or("[]")
     };
-    // A held record's attempts are known only when it implies them (the empty text).
-    let held = held.map(|h| (values(h, ""), implied && h.attempts_implied()));
+    // A held record's attempts text is known only when it implies them (the empty text);
+    // otherwise it is taken as one no record's attempts can be, so they are bound again.
+    let held = held.map(|h| values(h, if h.attempts_implied() { "" } else { UNKNOWN }));
     for (i, v) in values(r, attempts).into_iter().enumerate() {
-        if let Some((before, attempts_held)) = &held {
-            let same = if i == ATTEMPTS {
-                *attempts_held
-            } else {
-                same_value(&v, &before[i])
-            };
-            if same {
-                continue;
-            }
+        if held
+            .as_ref()
+            .is_some_and(|before| same_value(&v, &before[i]))
+        {
+            continue;
         }
         stmt.raw_bind_parameter(offset + i + 1, v)
             .map_err(Error::Embedded)?;
@@ -237,8 +233,8 @@ fn bind(
     Ok(())
 }
 
-/// The position of `attempts` in [`values`].
-const ATTEMPTS: usize = 22;
+/// Stands for attempts whose stored text is not at hand: never the empty text nor JSON.
+const UNKNOWN: &str = "\0";
 
 /// `r`'s values in the order of [`COLUMNS`], `attempts` being its stored text; texts borrowed.
 fn values<'a>(r: &'a Record, attempts: &'a str) -> [ToSqlOutput<'a>; BOUND] {
