@@ -101,18 +101,40 @@ pub fn admin(config: &Config, headers: &HeaderMap) -> Result<(), Error> {
     }
 }
 
-/// `*` any run of characters, `?` one character; everything else literal.
+/// `*` any run of bytes, `?` one byte; everything else literal. Checked for every request of
+/// a key with a model list: an exact match is a comparison, and `*` is matched by
+/// going back to the last one (linear in practice, O(pattern × name) at worst) rather than by
+/// recursion, which took time exponential in the number of `*`s.
 pub fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    if p == n {
+        return true;
+    }
+    let (mut i, mut j) = (0, 0);
+    // The last `*` seen, and where in `name` its run ends for now.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        match p.get(i) {
+            Some(b'*') => {
+                star = Some((i, j));
+                i += 1;
+            }
+            Some(&c) if c == b'?' || c == n[j] => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                // The last `*` takes one byte more, and matching goes on after it.
+                Some((s, end)) => {
+                    star = Some((s, end + 1));
+                    i = s + 1;
+                    j = end + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -126,5 +148,46 @@ mod tests {
         assert!(glob("a?c", "abc"));
         assert!(!glob("gpt-*", "claude"));
         assert!(glob("openai/*", "openai/gpt-4o"));
+        assert!(glob("gpt-4o", "gpt-4o"));
+        assert!(!glob("gpt-4o", "gpt-4o-mini"));
+        assert!(!glob("", "x"));
+        assert!(glob("", ""));
+        assert!(glob("**", ""));
+    }
+
+    /// The matcher agrees with the recursive definition of `*` and `?` on random patterns and
+    /// names over a small alphabet, and a pattern of many `*`s against a long name that it
+    /// does not match answers at once (the recursive matcher would take ~2^40 steps).
+    #[test]
+    fn globs_match_the_definition_without_backtracking_blowup() {
+        fn reference(p: &[u8], n: &[u8]) -> bool {
+            match (p.first(), n.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => {
+                    reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..]))
+                }
+                (Some(b'?'), Some(_)) => reference(&p[1..], &n[1..]),
+                (Some(a), Some(b)) if a == b => reference(&p[1..], &n[1..]),
+                _ => false,
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(5);
+        let word = |rng: &mut fastrand::Rng, alphabet: &[u8], max: usize| -> String {
+            (0..rng.usize(0..max))
+                .map(|_| char::from(alphabet[rng.usize(..alphabet.len())]))
+                .collect()
+        };
+        for _ in 0..20_000 {
+            let p = word(&mut rng, b"ab*?", 7);
+            let n = word(&mut rng, b"ab", 8);
+            assert_eq!(
+                glob(&p, &n),
+                reference(p.as_bytes(), n.as_bytes()),
+                "{p:?} {n:?}"
+            );
+        }
+        let many = "*a".repeat(40) + "*b";
+        assert!(!glob(&many, &"a".repeat(200)));
+        assert!(glob(&many, &("a".repeat(200) + "b")));
     }
 }

@@ -708,6 +708,113 @@ fn scan_request(body: &[u8]) -> Option<Fields<'_>> {
     (p.i == body.len()).then_some(f)
 }
 
+/// The prompt text of a chat request body (OpenAI or Anthropic) in one pass, without a parser:
+/// every string the model reads (the messages' `content`, `system`, `prompt`, `input`: strings,
+/// lists of strings, parts' `text`) goes to `text`, and the sum of what it returns plus
+/// `per_message` for every message is the answer. `None` when unsure — an escaped string or
+/// key, a non-ASCII key, a duplicate field, anything but an array of objects for `messages`,
+/// invalid JSON — and the caller then reads the body with a parser: where this answers, it
+/// counts what such a reading (serde, of `{messages: [{content}], system, prompt, input}`,
+/// unknown fields ignored) counts. Admission estimates the prompt of every request with a
+/// token limit: this pass is ~5x cheaper than serde's on a small body.
+pub fn prompt_text(
+    body: &[u8],
+    per_message: u64,
+    mut text: impl FnMut(&str) -> u64,
+) -> Option<u64> {
+    /// Where a value sits: what of it is text (as the parser's reading counts).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Role {
+        /// `content`, `system`, `prompt`, `input`: a string, or a list of items.
+        Content,
+        /// An element of such a list: a string, or an object whose `text` is.
+        Item,
+        /// The `text` of an item: a string.
+        Text,
+    }
+    fn counted(p: &mut Scan<'_>, role: Role, text: &mut impl FnMut(&str) -> u64) -> Option<u64> {
+        match *p.b.get(p.i)? {
+            b'"' => {
+                p.i += 1;
+                let start = p.i;
+                if p.string()? {
+                    return None;
+                }
+                Some(text(std::str::from_utf8(&p.b[start..p.i - 1]).ok()?))
+            }
+            b'[' if role == Role::Content => {
+                let mut n = 0;
+                p.elements(|p| {
+                    n += counted(p, Role::Item, text)?;
+                    Some(())
+                })?;
+                Some(n)
+            }
+            b'{' if role == Role::Item => {
+                let mut n = 0;
+                p.members(|p, key| match key {
+                    b"text" => {
+                        n += counted(p, Role::Text, text)?;
+                        Some(())
+                    }
+                    _ if key.is_ascii() => p.value(),
+                    _ => None,
+                })?;
+                Some(n)
+            }
+            // The parser reads a number here as any value would be: one out of a float's range
+            // is an error to it, so that is left to it.
+            b'-' | b'0'..=b'9' => None,
+            _ => p.value().map(|()| 0),
+        }
+    }
+    let mut p = Scan { b: body, i: 0 };
+    p.ws();
+    if p.b.get(p.i) != Some(&b'{') {
+        return None;
+    }
+    let mut seen = 0u8;
+    let mut n = 0;
+    p.members(|p, key| {
+        let field = match key {
+            b"messages" => 0,
+            b"system" => 1,
+            b"prompt" => 2,
+            b"input" => 3,
+            _ if key.is_ascii() => return p.value(),
+            _ => return None,
+        };
+        if seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        if field > 0 {
+            n += counted(p, Role::Content, &mut text)?;
+            return Some(());
+        }
+        p.elements(|p| {
+            if p.b.get(p.i) != Some(&b'{') {
+                return None;
+            }
+            let mut content = false;
+            p.members(|p, key| match key {
+                b"content" if !std::mem::replace(&mut content, true) => {
+                    n += counted(p, Role::Content, &mut text)?;
+                    Some(())
+                }
+                b"content" => None,
+                _ if key.is_ascii() => p.value(),
+                _ => None,
+            })?;
+            n += per_message;
+            Some(())
+        })
+        .map(drop)
+    })?;
+    p.ws();
+    (p.i == body.len()).then_some(n)
+}
+
 /// The index of the first `"`, `\\` or control character at or after `from`: what ends the
 /// plain run of a JSON string. Eight bytes at a time (most of a response body is string text).
 #[inline]
