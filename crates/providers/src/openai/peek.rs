@@ -620,11 +620,7 @@ fn scan_request(body: &[u8]) -> Option<Fields<'_>> {
     let text = |p: &Scan<'_>, from: usize| std::str::from_utf8(&body[from..p.i]).ok();
     let mut f = Fields::default();
     let mut seen = 0u32;
-    let mut p = Scan { b: body, i: 0 };
-    p.ws();
-    if p.b.get(p.i) != Some(&b'{') {
-        return None;
-    }
+    let mut p = Scan::object(body)?;
     p.members(|p, key| {
         let field = match key {
             b"model" => 0,
@@ -768,11 +764,7 @@ pub fn prompt_text(
             _ => p.value().map(|()| 0),
         }
     }
-    let mut p = Scan { b: body, i: 0 };
-    p.ws();
-    if p.b.get(p.i) != Some(&b'{') {
-        return None;
-    }
+    let mut p = Scan::object(body)?;
     let mut seen = 0u8;
     let mut n = 0;
     p.members(|p, key| {
@@ -855,7 +847,15 @@ struct Scan<'a> {
 /// Deeper values are left to serde (it limits nesting too).
 const SCAN_MAX_DEPTH: u32 = 100;
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    /// A scan of `body` with the cursor on the `{` that opens it (after any whitespace); `None`
+    /// if it does not open with one.
+    fn object(body: &'a [u8]) -> Option<Scan<'a>> {
+        let mut p = Scan { b: body, i: 0 };
+        p.ws();
+        (p.b.get(p.i) == Some(&b'{')).then_some(p)
+    }
+
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
             self.i += 1;
