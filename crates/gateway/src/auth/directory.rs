@@ -64,11 +64,10 @@ impl std::hash::Hasher for DigestHasher {
 
     /// An array hashes as its length (`write_usize`, ignored: it is always 32) and its bytes.
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8).take(1) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
     }
 
     fn write_usize(&mut self, _: usize) {}
