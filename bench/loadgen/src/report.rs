@@ -199,6 +199,36 @@ pub fn paired_overhead(target: &Cell, direct: &Cell, path: &str) -> Option<Sprea
     spread(&diffs)
 }
 
+/// Per-repetition ratios `a / b` of a metric (paired by repetition number): for runs that
+/// `bench/run` places next to each other on purpose, where the ratio of two medians could
+/// compare runs minutes apart on a machine whose speed drifts.
+pub fn paired_ratio(a: &Cell, b: &Cell, path: &str) -> Option<Spread> {
+    let by_rep: BTreeMap<u64, f64> = b
+        .runs
+        .iter()
+        .filter_map(|(rep, v)| Some((*rep, num(v, path)?)))
+        .filter(|(_, x)| *x > 0.0)
+        .collect();
+    let ratios: Vec<f64> = a
+        .runs
+        .iter()
+        .filter_map(|(rep, v)| Some(num(v, path)? / by_rep.get(rep)?))
+        .collect();
+    spread(&ratios)
+}
+
+/// What accepting gzip costs a target in throughput: per repetition, one minus its gzip run's
+/// req/s over its identity run's (the two run back to back), as a spread over repetitions.
+fn gzip_cost(gzip: Option<&Cell>, identity: Option<&Cell>) -> Option<Spread> {
+    let r = paired_ratio(gzip?, identity?, "rps")?;
+    Some(Spread {
+        median: 1.0 - r.median,
+        min: 1.0 - r.max,
+        max: 1.0 - r.min,
+        n: r.n,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
@@ -578,17 +608,19 @@ impl Report {
             fmt_ratio(r),
             r.map(|r| r <= 1.5),
         ));
-        let cost = ratio(rps(sy("b-gzip"), "rps"), rps(sy("b-identity"), "rps")).map(|r| 1.0 - r);
-        let ng_cost =
-            ratio(rps(ng("b-gzip"), "rps"), rps(ng("b-identity"), "rps")).map(|r| 1.0 - r);
+        // Each target's gzip run follows its identity run (`bench/run`), so the cost is taken
+        // per repetition, from runs seconds apart, and its median over repetitions is judged.
+        let cost = gzip_cost(sy("b-gzip"), sy("b-identity"));
+        let ng_cost = gzip_cost(ng("b-gzip"), ng("b-identity"));
+        let pct = |s: Option<Spread>| fmt_spread(s, |x| format!("{:.1}%", x * 100.0));
         g.push(goal(
             "(b) accepting gzip costs ≤ 10% of throughput",
             match (cost, ng_cost) {
-                (Some(c), Some(n)) => format!("{:.1}% (nginx {:.1}%)", c * 100.0, n * 100.0),
-                (Some(c), None) => format!("{:.1}%", c * 100.0),
+                (Some(_), Some(_)) => format!("{} (nginx {})", pct(cost), pct(ng_cost)),
+                (Some(_), None) => pct(cost),
                 _ => "—".to_string(),
             },
-            cost.map(|c| c <= 0.10),
+            cost.map(|c| c.median <= 0.10),
         ));
         let stream = sy("c");
         let integrity = stream.map(|c| (c.total("errors"), c.total("done_missing")));
@@ -1148,6 +1180,35 @@ mod tests {
         assert!(md.contains("0.90×"));
         let problems = r.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    /// The gzip cost is judged per repetition (each gzip run follows its identity run): a
+    /// slow phase of the machine in one repetition's gzip run is not read as a cost, and a
+    /// real cost in most repetitions is.
+    #[test]
+    fn gzip_cost_is_paired_by_repetition() {
+        let report = |identity: [f64; 3], gzip: [f64; 3]| {
+            let mut input = String::new();
+            for rep in 1..=3u64 {
+                let i = rep as usize - 1;
+                for (s, rps) in [("b-identity", identity[i]), ("b-gzip", gzip[i])] {
+                    input += &format!("{}\n", line(s, "throughput", "switchyard", rep, 900.0, rps));
+                }
+            }
+            let r = parse(&input);
+            let g = r.goals("switchyard");
+            let gzip = g.iter().find(|g| g.goal.contains("gzip")).unwrap().clone();
+            (gzip.measured, gzip.status)
+        };
+        // Costs 2%, 2% and 28%: the median is 2%. The medians' ratio (19,600 / 25,000) would
+        // have said 21.6%.
+        let (measured, status) = report([30000.0, 20000.0, 25000.0], [29400.0, 19600.0, 18000.0]);
+        assert_eq!(status, "met", "{measured}");
+        assert_eq!(measured, "2.0% (2.0%–28.0%)");
+        // Costs 33.3%, 30% and 3.3%: not met.
+        let (measured, status) = report([30000.0; 3], [20000.0, 21000.0, 29000.0]);
+        assert_eq!(status, "**not met**", "{measured}");
+        assert!(measured.starts_with("30.0% "), "{measured}");
     }
 
     #[test]
