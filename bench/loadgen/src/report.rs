@@ -185,37 +185,37 @@ impl Cell {
     }
 }
 
-/// Per-repetition differences `target - direct` of a metric (paired by repetition number).
-pub fn paired_overhead(target: &Cell, direct: &Cell, path: &str) -> Option<Spread> {
-    let by_rep: BTreeMap<u64, f64> = direct
+/// `combine(a, b)` of a metric per repetition (paired by repetition number), as a spread over
+/// the repetitions both cells ran.
+fn paired(
+    a: &Cell,
+    b: &Cell,
+    path: &str,
+    combine: impl Fn(f64, f64) -> Option<f64>,
+) -> Option<Spread> {
+    let by_rep: BTreeMap<u64, f64> = b
         .runs
         .iter()
         .filter_map(|(rep, v)| Some((*rep, num(v, path)?)))
         .collect();
-    let diffs: Vec<f64> = target
+    let values: Vec<f64> = a
         .runs
         .iter()
-        .filter_map(|(rep, v)| Some(num(v, path)? - by_rep.get(rep)?))
+        .filter_map(|(rep, v)| combine(num(v, path)?, *by_rep.get(rep)?))
         .collect();
-    spread(&diffs)
+    spread(&values)
+}
+
+/// Per-repetition differences `target - direct` of a metric (paired by repetition number).
+pub fn paired_overhead(target: &Cell, direct: &Cell, path: &str) -> Option<Spread> {
+    paired(target, direct, path, |t, d| Some(t - d))
 }
 
 /// Per-repetition ratios `a / b` of a metric (paired by repetition number): for runs that
 /// `bench/run` places next to each other on purpose, where the ratio of two medians could
 /// compare runs minutes apart on a machine whose speed drifts.
 pub fn paired_ratio(a: &Cell, b: &Cell, path: &str) -> Option<Spread> {
-    let by_rep: BTreeMap<u64, f64> = b
-        .runs
-        .iter()
-        .filter_map(|(rep, v)| Some((*rep, num(v, path)?)))
-        .filter(|(_, x)| *x > 0.0)
-        .collect();
-    let ratios: Vec<f64> = a
-        .runs
-        .iter()
-        .filter_map(|(rep, v)| Some(num(v, path)? / by_rep.get(rep)?))
-        .collect();
-    spread(&ratios)
+    paired(a, b, path, |x, y| (y > 0.0).then(|| x / y))
 }
 
 /// What accepting gzip costs a target in throughput: per repetition, one minus its gzip run's
