@@ -31,6 +31,7 @@ struct Protocols {
     http1: hyper::server::conn::http1::Builder,
     auto: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
 }
 
 /// Serves until `stop` resolves, then drains connections for at most the configured grace.
@@ -61,15 +62,18 @@ pub async fn serve_on(
     auto.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    // Plain HTTP/1.1 connections time their request heads in `idle::IdleIo`, with the timer
+    // that already closes idle connections: hyper's arms one more timer per request.
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     let protocols = Arc::new(Protocols {
         http1,
         auto,
         idle_timeout: config.server.idle_timeout,
+        header_read_timeout: config.server.header_read_timeout,
     });
     let graceful = GracefulShutdown::new();
     // Tells connections still waiting for their first bytes that the gateway is stopping.
@@ -155,7 +159,14 @@ async fn connection(
     };
     drop(stopping);
     let active = Arc::new(idle::Active::default());
-    let io = TokioIo::new(idle::IdleIo::new(stream, idle_timeout, active.clone()));
+    // hyper's auto builder times request heads itself.
+    let header_timeout = plain_http1.then_some(protocols.header_read_timeout);
+    let io = TokioIo::new(idle::IdleIo::new(
+        stream,
+        idle_timeout,
+        header_timeout,
+        active.clone(),
+    ));
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let guard = active.enter();
         let to = match hot_route(&req) {
