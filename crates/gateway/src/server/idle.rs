@@ -111,8 +111,9 @@ impl Body for Tracked {
 /// `idle` or (when `header` is set) once the next request head is late; hyper then closes the
 /// connection.
 ///
-/// The clock is read when a request ends ([`Guard`]) and, before the first request, when its
-/// first bytes arrive; moving bytes costs neither a clock read nor a timer update otherwise.
+/// The clock is read when a request ends ([`Guard`]), at the first wait after bytes arrived
+/// with nothing in flight (a request head's, once per request) and at a connection's very
+/// first bytes; moving bytes costs neither a clock read nor a timer update otherwise.
 /// The one timer is created the first time the connection waits to read, and is polled whenever
 /// it waits, in flight or not (hyper may last read while the response is still being sent, and
 /// not again until bytes come): when it fires, it is re-armed to the deadline the activity since
