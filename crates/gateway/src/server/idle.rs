@@ -25,11 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The requests of one connection: how many are not finished (their response body not yet
-/// done), how many have started in all, and when the last one finished.
+/// done) and when the last one finished.
 #[derive(Debug)]
 pub struct Active {
     in_flight: AtomicUsize,
-    started: AtomicUsize,
     /// When the connection was accepted: `ended` counts from here.
     base: Instant,
     /// Microseconds from `base` to the end of the last finished request, plus one; 0: none yet.
@@ -40,7 +39,6 @@ impl Default for Active {
     fn default() -> Active {
         Active {
             in_flight: AtomicUsize::new(0),
-            started: AtomicUsize::new(0),
             base: Instant::now(),
             ended: AtomicU64::new(0),
         }
@@ -50,14 +48,10 @@ impl Default for Active {
 impl Active {
     pub fn enter(self: &Arc<Self>) -> Guard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.started.fetch_add(1, Ordering::Relaxed);
         Guard(self.clone())
     }
     fn idle(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
-    }
-    fn started(&self) -> usize {
-        self.started.load(Ordering::Relaxed)
     }
     /// When the last finished request ended.
     fn ended(&self) -> Option<Instant> {
@@ -163,7 +157,8 @@ impl<T> IdleIo<T> {
             return;
         }
         self.moved = true;
-        if self.first_bytes.is_none() && self.header.is_some() && self.active.started() == 0 {
+        // Nothing in flight and nothing ended: no request has started yet.
+        if self.first_bytes.is_none() && self.header.is_some() && self.active.ended().is_none() {
             self.first_bytes = Some(Instant::now());
         }
     }
