@@ -20,3 +20,16 @@ pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
 pub mod usage;
+
+/// `future` on the heap, written into `slot`: pass `Box::new_uninit()`, which (arguments being
+/// evaluated in order) is allocated before the future is made, so the compiler builds the future
+/// in place. `Box::pin(future)` builds it on the stack and then copies every byte of its largest
+/// state into the box: several KiB for the pipeline's future, ~1.4% of a proxied request's CPU in
+/// perf (as `memmove`).
+#[inline(always)]
+pub(crate) fn box_in_place<F>(
+    slot: Box<std::mem::MaybeUninit<F>>,
+    future: F,
+) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(slot, future))
+}

@@ -104,17 +104,13 @@ async fn serve(
     endpoint: Endpoint,
 ) -> Response {
     let started = Instant::now();
+    let time = std::time::SystemTime::now();
     let config = app.config();
-    let request_id = new_request_id(std::time::SystemTime::now());
+    let request_id = new_request_id(time);
     let name = match protocol {
         Protocol::Anthropic => "messages",
         _ => endpoint_name(endpoint),
     };
-    let mut record = usage::Record::new(request_id.clone(), name, started);
-    record.client_request_id = client_request_id(req.headers());
-    if let Some(exporter) = &app.tracer {
-        record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
-    }
     // 1. Authenticate (here, so that the header map is made to the answer's size at once).
     let caller = auth::authenticate(&config, &app.directory, req.headers());
     let mut cx = Ctx {
@@ -127,9 +123,17 @@ async fn serve(
             Ok(auth::Caller::Key(k)) if k.has_windows() => 18,
             _ => 8,
         }),
-        record: Some(record),
+        // Made in place: a record is ~500 bytes, and a local moved in here would also keep
+        // its own room in this future for as long as the request lasts.
+        record: Some(usage::Record::at(request_id.clone(), name, started, time)),
         body_read: false,
     };
+    if let Some(record) = cx.record() {
+        record.client_request_id = client_request_id(req.headers());
+        if let Some(exporter) = &app.tracer {
+            record.trace = Some(telemetry::Trace::start(exporter, req.headers()));
+        }
+    }
     if let Ok(v) = HeaderValue::try_from(request_id) {
         cx.headers.insert(X_REQUEST_ID.clone(), v);
     }
@@ -154,10 +158,14 @@ async fn serve(
             resp
         }
     };
-    // Ours (ids, model, version, limits…) are most of the answer's headers: they become its
-    // map, and the few the response brought (content type, Retry-After) join them.
+    // Ours (ids, model, version, limits…, and a successful answer's content type) are most of
+    // the answer's headers: they become its map, and the few an error response brought
+    // (content type, Retry-After) join them. A successful answer brings none: no second map
+    // is filled, merged and freed.
     let own = std::mem::replace(resp.headers_mut(), cx.headers);
-    resp.headers_mut().extend(own);
+    if !own.is_empty() {
+        resp.headers_mut().extend(own);
+    }
     resp
 }
 
@@ -475,11 +483,10 @@ async fn run(
                 Body::new(relay)
             }
         };
-        let mut resp = Response::new(body);
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, EVENT_STREAM.clone());
-        h.insert(header::CACHE_CONTROL, NO_CACHE.clone());
-        return Ok(resp);
+        cx.headers
+            .insert(header::CONTENT_TYPE, EVENT_STREAM.clone());
+        cx.headers.insert(header::CACHE_CONTROL, NO_CACHE.clone());
+        return Ok(Response::new(body));
     }
     let bytes = up_body.take_full().unwrap_or_default();
     let answer = if passthrough {
@@ -514,10 +521,9 @@ async fn run(
     if let Some(v) = usd.and_then(|v| HeaderValue::try_from(v).ok()) {
         cx.headers.insert(X_COST.clone(), v);
     }
+    cx.headers.insert(header::CONTENT_TYPE, JSON.clone());
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = up_parts.status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, JSON.clone());
     Ok(resp)
 }
 

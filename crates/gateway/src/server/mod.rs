@@ -232,8 +232,15 @@ impl Hot {
         req: http::Request<axum::body::Body>,
     ) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send + '_>> {
         match self {
-            Hot::Openai(endpoint) => Box::pin(pipeline::openai(app, req, endpoint)),
-            Hot::Anthropic => Box::pin(pipeline::anthropic(app, req)),
+            Hot::Openai(endpoint) => {
+                let future =
+                    crate::box_in_place(Box::new_uninit(), pipeline::openai(app, req, endpoint));
+                future
+            }
+            Hot::Anthropic => {
+                let future = crate::box_in_place(Box::new_uninit(), pipeline::anthropic(app, req));
+                future
+            }
         }
     }
 }

@@ -127,9 +127,11 @@ impl Client {
         if uri.scheme() == Some(&Scheme::HTTP) && uri.authority().is_some() {
             // Boxed, as the general client's future is: the caller's futures (retries, hedging)
             // hold several of these, and a large one would make every request move kilobytes.
-            let send: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(
+            let send = crate::box_in_place(
+                Box::new_uninit(),
                 http1::send(self.plain.clone(), req).map(|r| r.map(|r| r.map(Body::Plain))),
             );
+            let send: Pin<Box<dyn Future<Output = _> + Send>> = send;
             Either::Left(send)
         } else {
             Either::Right(self.tls.request(req).map(|r| {

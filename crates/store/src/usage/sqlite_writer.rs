@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::types::{Null, ToSqlOutput, Value, ValueRef};
+use rusqlite::types::{Null, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -168,14 +168,14 @@ fn insert(
     {
         // The record whose values each row of a statement holds: a statement keeps its
         // bindings from one execution to the next, so only what differs is bound again.
-        let mut held: [Option<&Record>; ROWS] = [None; ROWS];
+        let mut held: [Option<(&Record, bool)>; ROWS] = [None; ROWS];
         let mut groups = order.chunks_exact(ROWS);
         if groups.len() > 0 {
             let mut many = tx.prepare_cached(&MANY).map_err(Error::Embedded)?;
             for group in &mut groups {
                 for (i, &r) in group.iter().enumerate() {
-                    bind(&mut many, i * BOUND, &records[r], held[i], json)?;
-                    held[i] = Some(&records[r]);
+                    let implied = bind(&mut many, i * BOUND, &records[r], held[i], json)?;
+                    held[i] = Some((&records[r], implied));
                 }
                 inserted += many.raw_execute().map_err(Error::Embedded)? as u64;
             }
@@ -185,8 +185,8 @@ fn insert(
             let mut one = tx.prepare_cached(&ONE).map_err(Error::Embedded)?;
             let mut held = None;
             for &r in rest {
-                bind(&mut one, 0, &records[r], held, json)?;
-                held = Some(&records[r]);
+                let implied = bind(&mut one, 0, &records[r], held, json)?;
+                held = Some((&records[r], implied));
                 inserted += one.raw_execute().map_err(Error::Embedded)? as u64;
             }
         }
@@ -195,95 +195,126 @@ fn insert(
     Ok(inserted)
 }
 
-/// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND`, where `held` is the
-/// record those parameters hold from the statement's previous execution (`None`: nothing bound
-/// yet, as when the statement comes from the cache, which clears bindings). A value equal to
-/// the held one stays bound: most of a record repeats the one before it in the same row of the
-/// statement (endpoint, model, version, provider, upstream model, key, flags, zero counts,
-/// NULLs), and a bind costs more than the comparison (SQLite copies every text it is given and
-/// frees the one it held). Attempts the record implies ([`Record::attempts_implied`]) are
-/// stored as the empty text.
+/// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND` (one per column of
+/// [`COLUMNS`], in its order), where `held` is the record those parameters hold from the
+/// statement's previous execution and whether its attempts were stored as implied (`None`:
+/// nothing bound yet, as when the statement comes from the cache, which clears bindings). A
+/// value that would store what the held one stored stays bound: most of a record repeats the one
+/// before it in the same row of the statement (endpoint, model, version, provider, upstream
+/// model, key, flags, zero counts, NULLs), and a bind costs more than the comparison (SQLite
+/// copies every text it is given and frees the one it held). Each column is compared field to
+/// field: building both records' 26 values to compare them cost ~2,000 instructions per record
+/// (callgrind). Attempts the record implies ([`Record::attempts_implied`], `implied`) are
+/// stored as the empty text; other attempts are always bound again (their text is not kept).
+/// Returns whether `r`'s attempts were stored as implied, for its successor.
 fn bind(
     stmt: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
     r: &Record,
-    held: Option<&Record>,
+    held: Option<(&Record, bool)>,
     json: &mut Vec<u8>,
-) -> Result<()> {
-    json.clear();
-    let attempts = if r.attempts_implied() {
-        ""
+) -> Result<bool> {
+    fn text(s: &str) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+    }
+    fn opt_text(s: &Option<String>) -> ToSqlOutput<'_> {
+        s.as_deref().map_or(ToSqlOutput::from(Null), text)
+    }
+    fn opt<T: Into<ToSqlOutput<'static>>>(x: Option<T>) -> ToSqlOutput<'static> {
+        x.map_or(ToSqlOutput::from(Null), Into::into)
+    }
+    // Floats are stored as `finite` makes them and compared by bits (`0.0` and `-0.0` are equal
+    // as numbers, not as stored values).
+    fn bits(x: f64) -> u64 {
+        finite(x).to_bits()
+    }
+    let mut set = |column: usize, v: ToSqlOutput<'_>| {
+        stmt.raw_bind_parameter(offset + column + 1, v)
+            .map_err(Error::Embedded)
+    };
+    // Whether column `column` must be bound: nothing is held, or what is held differs.
+    let h = held.map(|(h, _)| h);
+    let differs = |same: &dyn Fn(&Record) -> bool| h.is_none_or(|h| !same(h));
+    let implied = r.attempts_implied();
+
+    set(0, text(&r.request_id))?; // unique: never the held one
+    if differs(&|h| h.ts == r.ts) {
+        set(1, ToSqlOutput::from(r.ts))?;
+    }
+    if differs(&|h| h.key_id == r.key_id) {
+        set(2, opt_text(&r.key_id))?;
+    }
+    if differs(&|h| h.team_id == r.team_id) {
+        set(3, opt_text(&r.team_id))?;
+    }
+    for (column, name, held_name) in [
+        (4, &r.endpoint, h.map(|h| &h.endpoint)),
+        (5, &r.model, h.map(|h| &h.model)),
+        (6, &r.version, h.map(|h| &h.version)),
+        (7, &r.provider, h.map(|h| &h.provider)),
+        (8, &r.upstream_model, h.map(|h| &h.upstream_model)),
+    ] {
+        if held_name.is_none_or(|h| !same_name(h, name)) {
+            set(column, text(name))?;
+        }
+    }
+    if differs(&|h| h.status == r.status) {
+        set(9, ToSqlOutput::from(i64::from(r.status)))?;
+    }
+    if differs(&|h| h.streamed == r.streamed) {
+        set(10, ToSqlOutput::from(r.streamed))?;
+    }
+    if differs(&|h| h.completed == r.completed) {
+        set(11, opt(r.completed))?;
+    }
+    if differs(&|h| h.client_gone == r.client_gone) {
+        set(12, opt(r.client_gone))?;
+    }
+    for (column, n, held_n) in [
+        (13, r.input_tokens, h.map(|h| h.input_tokens)),
+        (14, r.cache_read_tokens, h.map(|h| h.cache_read_tokens)),
+        (15, r.cache_write_tokens, h.map(|h| h.cache_write_tokens)),
+        (16, r.reasoning_tokens, h.map(|h| h.reasoning_tokens)),
+        (17, r.output_tokens, h.map(|h| h.output_tokens)),
+    ] {
+        if held_n != Some(n) {
+            set(column, ToSqlOutput::from(clamp(n)))?;
+        }
+    }
+    if differs(&|h| h.cost_usd.map(bits) == r.cost_usd.map(bits)) {
+        set(18, opt(r.cost_usd.map(finite)))?;
+    }
+    if differs(&|h| bits(h.latency_ms) == bits(r.latency_ms)) {
+        set(19, ToSqlOutput::from(finite(r.latency_ms)))?;
+    }
+    if differs(&|h| h.ttft_ms.map(bits) == r.ttft_ms.map(bits)) {
+        set(20, opt(r.ttft_ms.map(finite)))?;
+    }
+    if differs(&|h| bits(h.overhead_ms) == bits(r.overhead_ms)) {
+        set(21, ToSqlOutput::from(finite(r.overhead_ms)))?;
+    }
+    if implied {
+        if !held.is_some_and(|(_, was_implied)| was_implied) {
+            set(22, text(""))?;
+        }
     } else {
+        json.clear();
         write_attempts(json, &r.attempts);
-        std::str::from_utf8(json).unwrap_or("[]")
-    };
-    // A held record's attempts text is known only when it implies them (the empty text);
-    // otherwise it is taken as one no record's attempts can be, so they are bound again.
-    let held = held.map(|h| values(h, if h.attempts_implied() { "" } else { UNKNOWN }));
-    for (i, v) in values(r, attempts).into_iter().enumerate() {
-        if held
-            .as_ref()
-            .is_some_and(|before| same_value(&v, &before[i]))
-        {
-            continue;
-        }
-        stmt.raw_bind_parameter(offset + i + 1, v)
-            .map_err(Error::Embedded)?;
+        set(22, text(std::str::from_utf8(json).unwrap_or("[]")))?;
     }
-    Ok(())
+    if differs(&|h| h.error == r.error) {
+        set(23, opt_text(&r.error))?;
+    }
+    if differs(&|h| h.request_body == r.request_body) {
+        set(24, opt_text(&r.request_body))?;
+    }
+    if differs(&|h| h.completion == r.completion) {
+        set(25, opt_text(&r.completion))?;
+    }
+    Ok(implied)
 }
 
-/// Stands for attempts whose stored text is not at hand: never the empty text nor JSON.
-const UNKNOWN: &str = "\0";
-
-/// `r`'s values in the order of [`COLUMNS`], `attempts` being its stored text; texts borrowed.
-fn values<'a>(r: &'a Record, attempts: &'a str) -> [ToSqlOutput<'a>; BOUND] {
-    let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
-    let opt_text = |s: &'a Option<String>| s.as_deref().map_or(ToSqlOutput::from(Null), text);
-    let int = |n: u64| ToSqlOutput::from(clamp(n));
-    let real = |x: f64| ToSqlOutput::from(finite(x));
-    let opt = |x: Option<ToSqlOutput<'a>>| x.unwrap_or(ToSqlOutput::from(Null));
-    [
-        text(&r.request_id),
-        ToSqlOutput::from(r.ts),
-        opt_text(&r.key_id),
-        opt_text(&r.team_id),
-        text(&r.endpoint),
-        text(&r.model),
-        text(&r.version),
-        text(&r.provider),
-        text(&r.upstream_model),
-        ToSqlOutput::from(i64::from(r.status)),
-        ToSqlOutput::from(r.streamed),
-        opt(r.completed.map(ToSqlOutput::from)),
-        opt(r.client_gone.map(ToSqlOutput::from)),
-        int(r.input_tokens),
-        int(r.cache_read_tokens),
-        int(r.cache_write_tokens),
-        int(r.reasoning_tokens),
-        int(r.output_tokens),
-        opt(r.cost_usd.map(real)),
-        real(r.latency_ms),
-        opt(r.ttft_ms.map(real)),
-        real(r.overhead_ms),
-        text(attempts),
-        opt_text(&r.error),
-        opt_text(&r.request_body),
-        opt_text(&r.completion),
-    ]
-}
-
-/// Whether binding `a` would store what `b` stored: floats by their bits (`0.0` and `-0.0` are
-/// equal as numbers, not as stored values).
-fn same_value(a: &ToSqlOutput<'_>, b: &ToSqlOutput<'_>) -> bool {
-    let real = |v: &ToSqlOutput<'_>| match v {
-        ToSqlOutput::Owned(Value::Real(x)) | ToSqlOutput::Borrowed(ValueRef::Real(x)) => {
-            Some(x.to_bits())
-        }
-        _ => None,
-    };
-    match (real(a), real(b)) {
-        (None, None) => a == b,
-        (x, y) => x == y,
-    }
+/// Names are mostly the gateway's interned ones: the same pointer when equal.
+fn same_name(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
