@@ -225,7 +225,9 @@ fn hot_route<B>(req: &http::Request<B>) -> Option<Hot> {
 
 impl Hot {
     /// The pipeline's future itself, not wrapped in another `async fn` (which would move it
-    /// into its own state on the first poll; see `pipeline::openai`).
+    /// into its own state on the first poll; see `pipeline::openai`), built in its box
+    /// (`box_in_place`). Each is bound before it is returned: the binding fixes the box's type
+    /// as the future's own, which the return then turns into the trait object.
     fn serve(
         self,
         app: &App,
