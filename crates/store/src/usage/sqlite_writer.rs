@@ -168,14 +168,14 @@ fn insert(
     {
         // The record whose values each row of a statement holds: a statement keeps its
         // bindings from one execution to the next, so only what differs is bound again.
-        let mut held: [Option<(&Record, bool)>; ROWS] = [None; ROWS];
+        let mut held: [Option<&Record>; ROWS] = [None; ROWS];
         let mut groups = order.chunks_exact(ROWS);
         if groups.len() > 0 {
             let mut many = tx.prepare_cached(&MANY).map_err(Error::Embedded)?;
             for group in &mut groups {
                 for (i, &r) in group.iter().enumerate() {
-                    let implied = bind(&mut many, i * BOUND, &records[r], held[i], json)?;
-                    held[i] = Some((&records[r], implied));
+                    bind(&mut many, i * BOUND, &records[r], held[i], json)?;
+                    held[i] = Some(&records[r]);
                 }
                 inserted += many.raw_execute().map_err(Error::Embedded)? as u64;
             }
@@ -185,8 +185,8 @@ fn insert(
             let mut one = tx.prepare_cached(&ONE).map_err(Error::Embedded)?;
             let mut held = None;
             for &r in rest {
-                let implied = bind(&mut one, 0, &records[r], held, json)?;
-                held = Some((&records[r], implied));
+                bind(&mut one, 0, &records[r], held, json)?;
+                held = Some(&records[r]);
                 inserted += one.raw_execute().map_err(Error::Embedded)? as u64;
             }
         }
@@ -197,23 +197,22 @@ fn insert(
 
 /// Binds `r` to the statement's parameters `offset + 1 ..= offset + BOUND` (one per column of
 /// [`COLUMNS`], in its order), where `held` is the record those parameters hold from the
-/// statement's previous execution and whether its attempts were stored as implied (`None`:
-/// nothing bound yet, as when the statement comes from the cache, which clears bindings). A
+/// statement's previous execution (`None`: nothing bound yet, as when the statement comes from
+/// the cache, which clears bindings). A
 /// value that would store what the held one stored stays bound: most of a record repeats the one
 /// before it in the same row of the statement (endpoint, model, version, provider, upstream
 /// model, key, flags, zero counts, NULLs), and a bind costs more than the comparison (SQLite
 /// copies every text it is given and frees the one it held). Each column is compared field to
 /// field: building both records' 26 values to compare them cost ~2,000 instructions per record
-/// (callgrind). Attempts the record implies ([`Record::attempts_implied`], `implied`) are
+/// (callgrind). Attempts the record implies ([`Record::attempts_implied`]) are
 /// stored as the empty text; other attempts are always bound again (their text is not kept).
-/// Returns whether `r`'s attempts were stored as implied, for its successor.
 fn bind(
     stmt: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
     r: &Record,
-    held: Option<(&Record, bool)>,
+    held: Option<&Record>,
     json: &mut Vec<u8>,
-) -> Result<bool> {
+) -> Result<()> {
     fn text(s: &str) -> ToSqlOutput<'_> {
         ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
     }
@@ -232,10 +231,9 @@ fn bind(
         stmt.raw_bind_parameter(offset + column + 1, v)
             .map_err(Error::Embedded)
     };
-    // Whether column `column` must be bound: nothing is held, or what is held differs.
-    let h = held.map(|(h, _)| h);
-    let differs = |same: &dyn Fn(&Record) -> bool| h.is_none_or(|h| !same(h));
-    let implied = r.attempts_implied();
+    // Whether a column must be bound: nothing is held, or `same` finds the held record's field
+    // different from `r`'s.
+    let differs = |same: &dyn Fn(&Record) -> bool| held.is_none_or(|h| !same(h));
 
     set(0, text(&r.request_id))?; // unique: never the held one
     if differs(&|h| h.ts == r.ts) {
@@ -248,11 +246,11 @@ fn bind(
         set(3, opt_text(&r.team_id))?;
     }
     for (column, name, held_name) in [
-        (4, &r.endpoint, h.map(|h| &h.endpoint)),
-        (5, &r.model, h.map(|h| &h.model)),
-        (6, &r.version, h.map(|h| &h.version)),
-        (7, &r.provider, h.map(|h| &h.provider)),
-        (8, &r.upstream_model, h.map(|h| &h.upstream_model)),
+        (4, &r.endpoint, held.map(|h| &h.endpoint)),
+        (5, &r.model, held.map(|h| &h.model)),
+        (6, &r.version, held.map(|h| &h.version)),
+        (7, &r.provider, held.map(|h| &h.provider)),
+        (8, &r.upstream_model, held.map(|h| &h.upstream_model)),
     ] {
         if held_name.is_none_or(|h| !same_name(h, name)) {
             set(column, text(name))?;
@@ -271,11 +269,11 @@ fn bind(
         set(12, opt(r.client_gone))?;
     }
     for (column, n, held_n) in [
-        (13, r.input_tokens, h.map(|h| h.input_tokens)),
-        (14, r.cache_read_tokens, h.map(|h| h.cache_read_tokens)),
-        (15, r.cache_write_tokens, h.map(|h| h.cache_write_tokens)),
-        (16, r.reasoning_tokens, h.map(|h| h.reasoning_tokens)),
-        (17, r.output_tokens, h.map(|h| h.output_tokens)),
+        (13, r.input_tokens, held.map(|h| h.input_tokens)),
+        (14, r.cache_read_tokens, held.map(|h| h.cache_read_tokens)),
+        (15, r.cache_write_tokens, held.map(|h| h.cache_write_tokens)),
+        (16, r.reasoning_tokens, held.map(|h| h.reasoning_tokens)),
+        (17, r.output_tokens, held.map(|h| h.output_tokens)),
     ] {
         if held_n != Some(n) {
             set(column, ToSqlOutput::from(clamp(n)))?;
@@ -293,8 +291,8 @@ fn bind(
     if differs(&|h| bits(h.overhead_ms) == bits(r.overhead_ms)) {
         set(21, ToSqlOutput::from(finite(r.overhead_ms)))?;
     }
-    if implied {
-        if !held.is_some_and(|(_, was_implied)| was_implied) {
+    if r.attempts_implied() {
+        if differs(&Record::attempts_implied) {
             set(22, text(""))?;
         }
     } else {
@@ -311,7 +309,7 @@ fn bind(
     if differs(&|h| h.completion == r.completion) {
         set(25, opt_text(&r.completion))?;
     }
-    Ok(implied)
+    Ok(())
 }
 
 /// Names are mostly the gateway's interned ones: the same pointer when equal.
