@@ -63,9 +63,13 @@ impl Hasher for FxHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+            // Byte by byte: a `copy_from_slice` of a variable length is a call to `memcpy`
+            // (a dozen per request, for a few bytes each).
+            let w = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            self.add(w);
         }
     }
     #[inline]
@@ -128,45 +132,38 @@ impl Series for Buckets {
 impl<T: Series> Family<T> {
     /// Runs `f` on the series of `labels`, created if new.
     fn with(&self, labels: &[&str], f: impl FnOnce(&T)) {
+        f(&self.handle(labels));
+    }
+
+    /// The thread's handle to the series of `labels` (its own shard), created if new.
+    fn handle(&self, labels: &[&str]) -> Arc<T> {
         let h = hash(labels);
-        let mut f = Some(f);
-        // The thread's own handle: no lock, no reference count.
+        // The thread's own handle: no lock; its reference count is this thread's alone.
         let looked = T::local().try_with(|local| {
-            let local = local.borrow();
-            let found = local
+            local
+                .borrow()
                 .get(&(self.id, h))
-                .and_then(|b| b.iter().find(|(k, _)| same(k, labels)));
-            match found {
-                Some((_, c)) => {
-                    if let Some(f) = f.take() {
-                        f(c);
-                    }
-                    true
-                }
-                None => false,
-            }
+                .and_then(|b| b.iter().find(|(k, _)| same(k, labels)))
+                .map(|(_, c)| c.clone())
         });
-        if looked == Ok(true) {
-            return;
+        if let Ok(Some(c)) = looked {
+            return c;
         }
         // A shard of this thread's own only if the thread can remember it (its thread-locals
         // may be gone while it exits): otherwise every call would add one.
         let own = looked.is_ok();
         let (cell, folded) = self.cell(h, labels, own);
-        if let Some(f) = f.take() {
-            f(&cell);
-        }
         // Label sets folded into `other` are not remembered: they would grow the cache
         // without bound.
         if own && !folded {
             let _ = T::local().try_with(|local| {
-                local
-                    .borrow_mut()
-                    .entry((self.id, h))
-                    .or_default()
-                    .push((labels.iter().map(|l| Box::<str>::from(*l)).collect(), cell));
+                local.borrow_mut().entry((self.id, h)).or_default().push((
+                    labels.iter().map(|l| Box::<str>::from(*l)).collect(),
+                    cell.clone(),
+                ));
             });
         }
+        cell
     }
 
     /// A cell of the series of `labels` (hash `h`), the series created if new: a new shard
@@ -256,11 +253,7 @@ impl Counter {
     /// Adds to a float total (kept as f64 bits).
     pub fn add_f64(&self, labels: &[&str], v: f64) {
         if v > 0.0 && v.is_finite() {
-            self.family.with(labels, |c| {
-                let _ = c.fetch_update(Relaxed, Relaxed, |b| {
-                    Some((f64::from_bits(b) + v).to_bits())
-                });
-            });
+            self.family.with(labels, |c| add_f64(c, v));
         }
     }
 
@@ -303,18 +296,27 @@ struct Buckets {
     sum_us: AtomicU64,
 }
 
+fn add_f64(c: &AtomicU64, v: f64) {
+    let _ = c.fetch_update(Relaxed, Relaxed, |b| {
+        Some((f64::from_bits(b) + v).to_bits())
+    });
+}
+
+impl Buckets {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+}
+
 impl Histogram {
     pub fn observe(&self, labels: &[&str], d: Duration) {
-        let secs = d.as_secs_f64();
-        let bucket = BUCKETS.iter().position(|b| secs <= *b);
-        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.family.with(labels, |cell| {
-            if let Some(i) = bucket {
-                cell.counts[i].fetch_add(1, Relaxed);
-            }
-            cell.count.fetch_add(1, Relaxed);
-            cell.sum_us.fetch_add(us, Relaxed);
-        });
+        self.family.with(labels, |cell| cell.observe(d));
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str, names: &[&str]) {
@@ -344,7 +346,7 @@ impl Histogram {
     }
 }
 
-fn same(k: &Labels, labels: &[&str]) -> bool {
+fn same(k: &[Box<str>], labels: &[&str]) -> bool {
     k.len() == labels.len() && k.iter().zip(labels).all(|(a, b)| &**a == *b)
 }
 
@@ -413,7 +415,135 @@ pub struct Gauge<'a> {
     pub value: f64,
 }
 
+/// What a finished request adds to the metrics ([`Metrics::finished`]).
+pub struct Finished<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub provider: &'a str,
+    pub status: &'static str,
+    pub latency: Duration,
+    pub first_token: Option<Duration>,
+    pub overhead: Duration,
+    /// By kind, in the order of [`TOKEN_KINDS`].
+    pub tokens: [u64; 5],
+    pub cost: Option<f64>,
+}
+
+/// The `kind` label of `switchyard_tokens_total`.
+pub const TOKEN_KINDS: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
+
+/// A thread's handles to every series a request of one (model, version, provider) updates:
+/// one lookup per finished request instead of one per metric (six, each hashing and comparing
+/// its label values). Each handle is taken on first use, so a series appears when it is first
+/// updated, as with the families' own lookups.
+struct RequestSeries {
+    labels: [Box<str>; 3],
+    requests: Vec<(&'static str, Arc<AtomicU64>)>,
+    duration: Option<Arc<Buckets>>,
+    first_token: Option<Arc<Buckets>>,
+    overhead: Option<Arc<Buckets>>,
+    tokens: [Option<Arc<AtomicU64>>; 5],
+    cost: Option<Arc<AtomicU64>>,
+}
+
+/// How many (model, version, provider) a thread keeps handles for; requests of others (names
+/// that come with requests, as direct routes' models do, can be many) take the families' own
+/// lookups.
+const MAX_LOCAL_REQUEST_SERIES: usize = 256;
+
+thread_local! {
+    /// By (the metrics' id, hash of model, version and provider).
+    static LOCAL_REQUESTS: RefCell<HashMap<(u64, u64), Vec<RequestSeries>, Prehashed>> =
+        RefCell::new(HashMap::default());
+}
+
+impl RequestSeries {
+    fn new(labels: [&str; 3]) -> Self {
+        RequestSeries {
+            labels: labels.map(Box::from),
+            requests: Vec::new(),
+            duration: None,
+            first_token: None,
+            overhead: None,
+            tokens: Default::default(),
+            cost: None,
+        }
+    }
+
+    fn update(&mut self, m: &Metrics, f: &Finished<'_>) {
+        let [model, version, provider] = [f.model, f.version, f.provider];
+        let requests = match self.requests.iter().position(|(s, _)| *s == f.status) {
+            Some(i) => &self.requests[i].1,
+            None => {
+                let c = m
+                    .requests
+                    .family
+                    .handle(&[model, version, provider, f.status]);
+                self.requests.push((f.status, c));
+                &self.requests[self.requests.len() - 1].1
+            }
+        };
+        requests.fetch_add(1, Relaxed);
+        self.duration
+            .get_or_insert_with(|| {
+                m.request_duration
+                    .family
+                    .handle(&[model, version, provider])
+            })
+            .observe(f.latency);
+        if let Some(t) = f.first_token {
+            self.first_token
+                .get_or_insert_with(|| m.time_to_first_token.family.handle(&[model, provider]))
+                .observe(t);
+        }
+        self.overhead
+            .get_or_insert_with(|| m.overhead.family.handle(&[]))
+            .observe(f.overhead);
+        for ((slot, kind), n) in self.tokens.iter_mut().zip(TOKEN_KINDS).zip(f.tokens) {
+            if n > 0 {
+                slot.get_or_insert_with(|| m.tokens.family.handle(&[model, provider, kind]))
+                    .fetch_add(n, Relaxed);
+            }
+        }
+        if let Some(c) = f.cost.filter(|c| *c > 0.0 && c.is_finite()) {
+            add_f64(
+                self.cost
+                    .get_or_insert_with(|| m.cost_usd.family.handle(&[model, provider])),
+                c,
+            );
+        }
+    }
+}
+
 impl Metrics {
+    /// Counts a finished request: `switchyard_requests_total`, its duration, time to first
+    /// token and overhead, its tokens and cost.
+    pub fn finished(&self, f: &Finished<'_>) {
+        let labels = [f.model, f.version, f.provider];
+        let key = (self.requests.family.id, hash(&labels));
+        let kept = LOCAL_REQUESTS.try_with(|local| {
+            let mut local = local.borrow_mut();
+            let room = local.len() < MAX_LOCAL_REQUEST_SERIES;
+            if !room && !local.contains_key(&key) {
+                return false;
+            }
+            let kept = local.entry(key).or_default();
+            let i = match kept.iter().position(|s| same(&s.labels, &labels)) {
+                Some(i) => i,
+                None if room => {
+                    kept.push(RequestSeries::new(labels));
+                    kept.len() - 1
+                }
+                None => return false,
+            };
+            kept[i].update(self, f);
+            true
+        });
+        if kept != Ok(true) {
+            RequestSeries::new(labels).update(self, f);
+        }
+    }
+
     /// The Prometheus text exposition; `healthy` are the `switchyard_target_healthy` series.
     pub fn render(&self, healthy: &[Gauge<'_>]) -> String {
         let mut out = String::with_capacity(4096);
@@ -607,6 +737,89 @@ mod tests {
         );
         // One series each, not one per thread.
         assert_eq!(text.matches("switchyard_fallbacks_total{").count(), 1);
+    }
+
+    /// A finished request, as `usage::emit` reports one.
+    fn finished<'a>(model: &'a str, status: &'static str, tokens: [u64; 5]) -> Finished<'a> {
+        Finished {
+            model,
+            version: "v",
+            provider: "p",
+            status,
+            latency: Duration::from_millis(3),
+            first_token: (status == "200").then(|| Duration::from_millis(2)),
+            overhead: Duration::from_micros(300),
+            tokens,
+            cost: (tokens[0] > 0).then_some(0.5),
+        }
+    }
+
+    /// The series of `finished` requests, through the thread's kept handles and (past
+    /// `MAX_LOCAL_REQUEST_SERIES` models) through the families' own lookups, render the same as
+    /// each family updated on its own; a series appears only once it is updated.
+    #[test]
+    fn finished_requests_update_the_same_series_as_each_family() {
+        let models: Vec<String> = (0..MAX_LOCAL_REQUEST_SERIES + 20)
+            .map(|i| format!("m{i}"))
+            .collect();
+        let bundled = Metrics::default();
+        let each = Metrics::default();
+        for round in 0..3 {
+            for (i, model) in models.iter().enumerate() {
+                let status = if (i + round) % 3 == 0 { "429" } else { "200" };
+                let tokens = if status == "200" {
+                    [7, 11, 0, 0, i as u64 % 2]
+                } else {
+                    [0; 5]
+                };
+                let f = finished(model, status, tokens);
+                bundled.finished(&f);
+                each.requests
+                    .inc(&[f.model, f.version, f.provider, f.status]);
+                each.request_duration
+                    .observe(&[f.model, f.version, f.provider], f.latency);
+                if let Some(t) = f.first_token {
+                    each.time_to_first_token.observe(&[f.model, f.provider], t);
+                }
+                each.overhead.observe(&[], f.overhead);
+                for (kind, n) in TOKEN_KINDS.iter().zip(f.tokens) {
+                    each.tokens.add(&[f.model, f.provider, kind], n);
+                }
+                if let Some(c) = f.cost {
+                    each.cost_usd.add_f64(&[f.model, f.provider], c);
+                }
+            }
+        }
+        let sorted = |text: String| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        let (got, want) = (sorted(bundled.render(&[])), sorted(each.render(&[])));
+        assert_eq!(got, want);
+        let text = got.join("\n");
+        assert!(
+            text.contains("switchyard_requests_total{model=\"m1\",version=\"v\",provider=\"p\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "switchyard_tokens_total{model=\"m275\",provider=\"p\",kind=\"input\"} 14"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_overhead_seconds_count 828"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("kind=\"cache_read\""),
+            "never-updated series stay out: {text}"
+        );
+        assert!(
+            text.contains("switchyard_cost_usd_total{model=\"m0\",provider=\"p\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ static NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 /// What is known about a request as it goes: becomes the response headers and the record.
 struct Ctx {
     headers: HeaderMap,
-    record: Option<usage::Record>,
+    record: Option<Box<usage::Record>>,
     /// The request body was read to its end. When an error is answered before that, the
     /// connection cannot be reused (the unread body is still on it): it is closed, and the
     /// client told so with `Connection: close`.
@@ -70,7 +70,7 @@ struct Ctx {
 
 impl Ctx {
     fn record(&mut self) -> Option<&mut usage::Record> {
-        self.record.as_mut()
+        self.record.as_deref_mut()
     }
 }
 
@@ -123,9 +123,14 @@ async fn serve(
             Ok(auth::Caller::Key(k)) if k.has_windows() => 18,
             _ => 8,
         }),
-        // Made in place: a record is ~500 bytes, and a local moved in here would also keep
-        // its own room in this future for as long as the request lasts.
-        record: Some(usage::Record::at(request_id.clone(), name, started, time)),
+        // Boxed, and written into its box in place (the box is allocated before the record is
+        // made): a record is ~500 bytes, which this future would otherwise hold for as long as
+        // the request lasts, and which every hand-over (to the relay, to `usage::emit`) would
+        // copy.
+        record: Some(Box::write(
+            Box::new_uninit(),
+            usage::Record::at(request_id.clone(), name, started, time),
+        )),
         body_read: false,
     };
     if let Some(record) = cx.record() {
@@ -442,7 +447,7 @@ async fn run(
     let mut record = cx
         .record
         .take()
-        .unwrap_or_else(|| usage::Record::new(String::new(), "", Instant::now()));
+        .unwrap_or_else(|| Box::new(usage::Record::new(String::new(), "", Instant::now())));
     record.provider.clone_from(&target.provider.name);
     record.upstream_model.clone_from(&target.model);
     record.attempts = success.attempts;

@@ -696,7 +696,7 @@ async fn emit_hands_records_to_the_installed_writer() {
     r.upstream_model = "mock-1".into();
     r.status = 200;
     r.completed = true;
-    usage::emit(r);
+    usage::emit(Box::new(r));
 
     let stats = usage::installed().unwrap().shutdown().await;
     assert_eq!((stats.sent, stats.stored, stats.dropped), (1, 1, 0));

@@ -40,7 +40,7 @@ pub struct Relay {
     last: tokio::time::Instant,
     saw_done: bool,
     finished: bool,
-    record: Option<usage::Record>,
+    record: Option<Box<usage::Record>>,
     /// The limits reservation, settled with the real usage when the record is finished.
     reservation: Option<crate::limits::Reservation>,
 }
@@ -52,7 +52,7 @@ impl Relay {
         client_wants_usage: bool,
         price: Option<Price>,
         idle: Duration,
-        record: usage::Record,
+        record: Box<usage::Record>,
     ) -> Self {
         Relay {
             upstream,
@@ -208,7 +208,10 @@ impl Relay {
 
 /// Settles the request's reservation with what its record says was used, then hands the record
 /// on. Both happen off the request path.
-pub(crate) fn finish_record(r: usage::Record, reservation: Option<crate::limits::Reservation>) {
+pub(crate) fn finish_record(
+    r: Box<usage::Record>,
+    reservation: Option<crate::limits::Reservation>,
+) {
     if let Some(res) = reservation {
         res.settle_in_background(r.tokens.total(), r.cost.unwrap_or(0.0));
     }

@@ -94,7 +94,7 @@ pub struct Translate {
     /// Same protocol on both sides (Anthropic to Anthropic): whole events are forwarded byte for
     /// byte and only decoded for accounting.
     raw: Option<providers::sse::Framer>,
-    record: Option<usage::Record>,
+    record: Option<Box<usage::Record>>,
     /// The limits reservation, settled with the real usage when the record is finished.
     reservation: Option<crate::limits::Reservation>,
 }
@@ -135,7 +135,7 @@ impl Translate {
         price: Option<Price>,
         idle: Duration,
         stamp: Stamp,
-        record: usage::Record,
+        record: Box<usage::Record>,
     ) -> Self {
         Translate {
             upstream,

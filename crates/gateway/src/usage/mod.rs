@@ -326,33 +326,29 @@ pub fn installed() -> Option<&'static Writer> {
 /// Hands a finished record on: metrics, one log line, the request's spans when it is traced
 /// and, when a writer is [`install`]ed, the store. Never blocks: the log writer is non-blocking
 /// and bounded, and neither [`Writer::send`] nor the trace exporter's queue ever waits.
-pub fn emit(mut r: Record) {
+pub fn emit(mut r: Box<Record>) {
     let latency = r.started.elapsed();
     if let Some(t) = r.trace.take() {
         t.finish(&r, latency);
     }
-    let m = crate::metrics::global();
-    let status = status_label(r.status);
-    m.requests.inc(&[&r.model, &r.version, &r.provider, status]);
-    m.request_duration
-        .observe(&[&r.model, &r.version, &r.provider], latency);
-    if let Some(t) = r.first_token {
-        m.time_to_first_token.observe(&[&r.model, &r.provider], t);
-    }
-    m.overhead
-        .observe(&[], latency.saturating_sub(r.upstream_time()));
-    for (kind, n) in [
-        ("input", r.tokens.input),
-        ("output", r.tokens.output),
-        ("cache_read", r.tokens.cache_read),
-        ("cache_write", r.tokens.cache_write),
-        ("reasoning", r.tokens.reasoning),
-    ] {
-        m.tokens.add(&[&r.model, &r.provider, kind], n);
-    }
-    if let Some(c) = r.cost {
-        m.cost_usd.add_f64(&[&r.model, &r.provider], c);
-    }
+    let overhead = latency.saturating_sub(r.upstream_time());
+    crate::metrics::global().finished(&crate::metrics::Finished {
+        model: &r.model,
+        version: &r.version,
+        provider: &r.provider,
+        status: status_label(r.status),
+        latency,
+        first_token: r.first_token,
+        overhead,
+        tokens: [
+            r.tokens.input,
+            r.tokens.output,
+            r.tokens.cache_read,
+            r.tokens.cache_write,
+            r.tokens.reasoning,
+        ],
+        cost: r.cost,
+    });
     let failed_attempts = r
         .attempts
         .iter()
@@ -377,7 +373,7 @@ pub fn emit(mut r: Record) {
         cost_usd = r.cost,
         latency_ms = latency.as_secs_f64() * 1000.0,
         ttft_ms = r.first_token.map(|d| d.as_secs_f64() * 1000.0),
-        overhead_ms = latency.saturating_sub(r.upstream_time()).as_secs_f64() * 1000.0,
+        overhead_ms = overhead.as_secs_f64() * 1000.0,
         attempts = r.attempts.len(),
         failed_attempts,
         completed = r.completed,
