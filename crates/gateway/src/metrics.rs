@@ -436,8 +436,8 @@ pub const TOKEN_KINDS: [&str; 5] = ["input", "output", "cache_read", "cache_writ
 /// one lookup per finished request instead of one per metric (six, each hashing and comparing
 /// its label values). Each handle is taken on first use, so a series appears when it is first
 /// updated, as with the families' own lookups.
+#[derive(Default)]
 struct RequestSeries {
-    labels: [Box<str>; 3],
     requests: Vec<(&'static str, Arc<AtomicU64>)>,
     duration: Option<Arc<Buckets>>,
     first_token: Option<Arc<Buckets>>,
@@ -452,24 +452,13 @@ struct RequestSeries {
 const MAX_LOCAL_REQUEST_SERIES: usize = 256;
 
 thread_local! {
-    /// By (the metrics' id, hash of model, version and provider).
-    static LOCAL_REQUESTS: RefCell<HashMap<(u64, u64), Vec<RequestSeries>, Prehashed>> =
-        RefCell::new(HashMap::default());
+    /// By (the metrics' id, hash of model, version and provider), with those names.
+    static LOCAL_REQUESTS: RefCell<LocalRequests> = RefCell::new(HashMap::default());
 }
 
-impl RequestSeries {
-    fn new(labels: [&str; 3]) -> Self {
-        RequestSeries {
-            labels: labels.map(Box::from),
-            requests: Vec::new(),
-            duration: None,
-            first_token: None,
-            overhead: None,
-            tokens: Default::default(),
-            cost: None,
-        }
-    }
+type LocalRequests = HashMap<(u64, u64), Vec<([Box<str>; 3], RequestSeries)>, Prehashed>;
 
+impl RequestSeries {
     fn update(&mut self, m: &Metrics, f: &Finished<'_>) {
         let [model, version, provider] = [f.model, f.version, f.provider];
         let requests = match self.requests.iter().position(|(s, _)| *s == f.status) {
@@ -528,19 +517,19 @@ impl Metrics {
                 return false;
             }
             let kept = local.entry(key).or_default();
-            let i = match kept.iter().position(|s| same(&s.labels, &labels)) {
+            let i = match kept.iter().position(|(k, _)| same(k, &labels)) {
                 Some(i) => i,
                 None if room => {
-                    kept.push(RequestSeries::new(labels));
+                    kept.push((labels.map(Box::from), RequestSeries::default()));
                     kept.len() - 1
                 }
                 None => return false,
             };
-            kept[i].update(self, f);
+            kept[i].1.update(self, f);
             true
         });
         if kept != Ok(true) {
-            RequestSeries::new(labels).update(self, f);
+            RequestSeries::default().update(self, f);
         }
     }
 
