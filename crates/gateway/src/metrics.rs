@@ -250,7 +250,9 @@ impl Counter {
         }
     }
 
-    /// Adds to a float total (kept as f64 bits).
+    /// Adds to a float total (kept as f64 bits). Requests' costs go through
+    /// [`Metrics::finished`]; this per-family update is what its test compares with.
+    #[cfg(test)]
     pub fn add_f64(&self, labels: &[&str], v: f64) {
         if v > 0.0 && v.is_finite() {
             self.family.with(labels, |c| add_f64(c, v));
@@ -315,6 +317,9 @@ impl Buckets {
 }
 
 impl Histogram {
+    /// Requests' durations go through [`Metrics::finished`]; this per-family update is what
+    /// its test compares with.
+    #[cfg(test)]
     pub fn observe(&self, labels: &[&str], d: Duration) {
         self.family.with(labels, |cell| cell.observe(d));
     }
