@@ -195,6 +195,154 @@ fn anthropic_messages_endpoint() {
     assert!(body.contains("not_found_error"), "{body}");
 }
 
+/// Runs sy-loadgen with --json and parses one JSON object per stdout line.
+fn loadgen_lines(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sy-loadgen"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run sy-loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out.status.code().unwrap_or(-1), lines, stderr)
+}
+
+#[test]
+fn sliced_runs_measure_each_target_in_turns() {
+    let up = upstream(&[]);
+    let pid = up.child.id().to_string();
+    let other = upstream(&[]);
+    let other_pid = other.child.id().to_string();
+    let wrong_path = other.url.replace("/v1/chat/completions", "/nope");
+    let (code, lines, err) = loadgen_lines(&[
+        "--slice",
+        "100ms",
+        "--duration",
+        "450ms",
+        "--warmup",
+        "50ms",
+        "-c",
+        "2",
+        "--watch",
+        &format!("upstream={pid}"),
+        "--target",
+        &format!("one={}", up.url),
+        "--target",
+        &format!("two={}", up.url),
+        "--target",
+        &format!("missing={wrong_path}"),
+        // Only `two` closes its connection after every answer.
+        "--target-header",
+        "two=Connection: close",
+        "--target-watch",
+        &format!("missing={other_pid}"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let by = |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["slice_target"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {lines:?}"))
+    };
+    for name in ["one", "two"] {
+        let v = by(name);
+        assert_eq!(v["mode"], "plain");
+        assert_eq!(v["slices"], 5, "{v}");
+        assert_eq!(v["url"], up.url.as_str());
+        assert!(v["ok"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["errors"], 0, "{v}");
+        // Five turns of at most 100 ms (the last 50 ms), each ending with its last answer.
+        let elapsed = v["elapsed_s"].as_f64().unwrap();
+        assert!((0.45..1.5).contains(&elapsed), "{v}");
+        // The mock is watched over this target's turns only, and served its requests then.
+        assert!(v["procs"]["upstream"]["cpu_ms"].is_number(), "{v}");
+        assert!(v["procs"].get("target").is_none(), "{v}");
+    }
+    assert_eq!(by("one")["reconnects"], 0, "{}", by("one"));
+    assert!(
+        by("two")["reconnects"].as_u64().unwrap() > 0,
+        "{}",
+        by("two")
+    );
+    let missing = by("missing");
+    assert_eq!(missing["ok"], 0, "{missing}");
+    assert!(
+        missing["error_kinds"]["statuses"]["404"].as_u64().unwrap() > 0,
+        "{missing}"
+    );
+    assert_eq!(missing["url"], wrong_path.as_str());
+    assert!(
+        missing["procs"]["target"]["peak_rss_kib"].as_u64().unwrap() > 0,
+        "{missing}"
+    );
+
+    for args in [
+        vec!["--slice", "100ms"],
+        vec!["--slice", "0ms", "--target", "a=http://127.0.0.1:1/"],
+        vec![
+            "--slice",
+            "100ms",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--target",
+            "a=http://127.0.0.1:1/",
+        ],
+        vec!["--slice", "100ms", "--target", "http://127.0.0.1:1/"],
+        vec![
+            "--slice",
+            "100ms",
+            "--target",
+            "a=http://127.0.0.1:1/",
+            "--target",
+            "a=http://127.0.0.1:2/",
+        ],
+        vec!["--slice", "100ms", "--target", "a=http://10.0.0.1:1/"],
+        vec![
+            "--slice",
+            "100ms",
+            "--target",
+            "a=http://127.0.0.1:1/",
+            "--target-header",
+            "b=X-A: 1",
+        ],
+        vec![
+            "--slice",
+            "100ms",
+            "--target",
+            "a=http://127.0.0.1:1/",
+            "--target-header",
+            "a=no colon",
+        ],
+        vec![
+            "--slice",
+            "100ms",
+            "--target",
+            "a=http://127.0.0.1:1/",
+            "--target-watch",
+            "a=pid",
+        ],
+        vec![
+            "--slice",
+            "100ms",
+            "--target",
+            "a=http://127.0.0.1:1/",
+            "--hold",
+            "1s",
+        ],
+    ] {
+        let (code, lines, stderr) = loadgen_lines(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}");
+        assert!(lines[0]["fatal"].is_string(), "{args:?}: {lines:?}");
+    }
+}
+
 #[test]
 fn non_2xx_and_refused_connections_are_errors() {
     let up = upstream(&[]);
@@ -235,6 +383,7 @@ fn bad_input_is_refused_without_panicking() {
         vec!["--url", "http://127.0.0.1:1/", "-H", "no colon"],
         vec!["--url", "http://127.0.0.1:1/", "--watch", "x"],
         vec!["--url", "http://127.0.0.1:1/", "--duration", "5h"],
+        vec!["--duration", "1s"],
     ] {
         let (code, _, stderr) = loadgen(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

@@ -9,7 +9,17 @@
 //!   them until they end (the upstream decides how long they last, about `D`); reports how many
 //!   were open at the same time and how many completed without error.
 //!
-//! `--watch NAME=PID` samples CPU time and peak RSS of that process tree over the measured window.
+//! - `--slice D` with `--target NAME=URL` (repeatable): several targets measured in one run,
+//!   taking turns in slices of `D` (round robin, each round starting one target further on), each
+//!   with its own `--concurrency` keep-alive connections that stay open between its turns. Every
+//!   target sees the same minutes of the machine, so a slow phase of a noisy machine lands on all
+//!   of them alike instead of on whichever ran then. Prints one JSON line per target.
+//!
+//! `--watch NAME=PID` samples CPU time and peak RSS of that process tree over the measured window
+//! (with `--slice`: over each target's own slices, credited to that target); `--target-watch
+//! NAME=PID` is a target's own process, reported as `target` in its result and sampled from
+//! before its first measured slice to after the last one (it serves nothing in between, and work
+//! it defers, such as batched writes, is still counted).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,9 +52,21 @@ use sy_bench::util::{self, duration_arg, Target};
     about = "Keep-alive HTTP/1.1 load generator for loopback targets (plain, SSE stream and hold modes)"
 )]
 struct Args {
-    /// Target URL; only http:// on a loopback host is accepted.
+    /// Target URL; only http:// on a loopback host is accepted. Not with --slice (use --target).
     #[arg(long)]
-    url: String,
+    url: Option<String>,
+    /// Measure every --target in turns of this length (e.g. 500ms) until each had --duration.
+    #[arg(long, value_parser = duration_arg)]
+    slice: Option<Duration>,
+    /// With --slice: a target NAME=URL (repeatable, at least one).
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// With --slice: a header for one target only, NAME=Header: value (repeatable).
+    #[arg(long = "target-header")]
+    target_headers: Vec<String>,
+    /// With --slice: a target's own process tree NAME=PID, reported as `target` in its result.
+    #[arg(long = "target-watch")]
+    target_watch: Vec<String>,
     /// Concurrent connections (each runs one request at a time); in --hold mode, streams held.
     #[arg(long, short = 'c', default_value_t = 1)]
     concurrency: usize,
@@ -137,20 +159,9 @@ impl Shared {
     }
 }
 
-fn run(args: Args) -> Result<()> {
-    let target = util::loopback_target(&args.url)?;
-    if args.concurrency == 0 || args.concurrency > 100_000 {
-        bail!("--concurrency must be between 1 and 100000");
-    }
-    if args.connect_parallelism == 0 {
-        bail!("--connect-parallelism must be at least 1");
-    }
-    if args.warmup + args.duration > util::MAX_RUN {
-        bail!(
-            "--warmup plus --duration must be at most {}s",
-            util::MAX_RUN.as_secs()
-        );
-    }
+/// The request every connection of one target sends: `url`, the common headers and `extra`.
+fn make_shared(args: &Args, url: &str, extra: &[&str]) -> Result<Shared> {
+    let target = util::loopback_target(url)?;
     let stream = args.stream || args.hold.is_some();
     let body = match &args.body {
         Some(path) => Bytes::from(
@@ -165,16 +176,17 @@ fn run(args: Args) -> Result<()> {
         HeaderValue::from_str(&target.authority).context("Host header")?,
     );
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for h in &args.headers {
+    for h in args
+        .headers
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+    {
         let (name, value) = util::parse_header(h)?;
         headers.insert(name, value);
     }
-    let mut watch = Vec::new();
-    for w in &args.watch {
-        watch.push(util::parse_watch(w)?);
-    }
     let uri: Uri = target.path_and_query.parse().context("request path")?;
-    let shared = Arc::new(Shared {
+    Ok(Shared {
         target,
         uri,
         headers,
@@ -185,7 +197,115 @@ fn run(args: Args) -> Result<()> {
         sent: AtomicU64::new(0),
         max_requests: args.max_requests.unwrap_or(u64::MAX),
         proto: histogram_proto()?,
-    });
+    })
+}
+
+/// `NAME=VALUE` with a non-empty name.
+fn split_named<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim(), value.trim())),
+        _ => bail!("{flag} expects NAME=VALUE, got {s:?}"),
+    }
+}
+
+/// The targets of a sliced run: name, URL and the request each sends.
+fn sliced_targets(args: &Args) -> Result<Vec<SlicedTarget>> {
+    if args.url.is_some() {
+        bail!("--slice measures the --target URLs; leave out --url");
+    }
+    if args.targets.is_empty() {
+        bail!("--slice needs at least one --target NAME=URL");
+    }
+    if args.hold.is_some() {
+        bail!("--slice cannot be combined with --hold");
+    }
+    let mut out: Vec<SlicedTarget> = Vec::new();
+    for t in &args.targets {
+        let (name, url) = split_named("--target", t)?;
+        if out.iter().any(|o| o.name == name) {
+            bail!("--target {name:?} given twice");
+        }
+        out.push(SlicedTarget {
+            name: name.to_string(),
+            url: url.to_string(),
+            extra: Vec::new(),
+            own: None,
+        });
+    }
+    let find = |out: &mut Vec<SlicedTarget>, flag: &str, name: &str| -> Result<usize> {
+        out.iter()
+            .position(|o| o.name == name)
+            .with_context(|| format!("{flag} names {name:?}, which is not a --target"))
+    };
+    for h in &args.target_headers {
+        let (name, header) = split_named("--target-header", h)?;
+        let i = find(&mut out, "--target-header", name)?;
+        util::parse_header(header)?;
+        out[i].extra.push(header.to_string());
+    }
+    for w in &args.target_watch {
+        let (name, pid) = split_named("--target-watch", w)?;
+        let i = find(&mut out, "--target-watch", name)?;
+        let pid: u32 = pid
+            .parse()
+            .with_context(|| format!("--target-watch {w:?}: {pid:?} is not a process id"))?;
+        out[i].own = Some(pid);
+    }
+    Ok(out)
+}
+
+struct SlicedTarget {
+    name: String,
+    url: String,
+    extra: Vec<String>,
+    own: Option<u32>,
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.concurrency == 0 || args.concurrency > 100_000 {
+        bail!("--concurrency must be between 1 and 100000");
+    }
+    if args.connect_parallelism == 0 {
+        bail!("--connect-parallelism must be at least 1");
+    }
+    if args.warmup + args.duration > util::MAX_RUN {
+        bail!(
+            "--warmup plus --duration must be at most {}s",
+            util::MAX_RUN.as_secs()
+        );
+    }
+    let mut watch = Vec::new();
+    for w in &args.watch {
+        watch.push(util::parse_watch(w)?);
+    }
+    if let Some(slice) = args.slice {
+        if slice.is_zero() {
+            bail!("--slice must be longer than 0");
+        }
+        let targets = sliced_targets(&args)?;
+        let mut runs = Vec::with_capacity(targets.len());
+        for t in targets {
+            let extra: Vec<&str> = t.extra.iter().map(String::as_str).collect();
+            let shared = Arc::new(make_shared(&args, &t.url, &extra)?);
+            runs.push((t, shared));
+        }
+        let threads = runtime_threads(&args);
+        let rt = runtime(threads)?;
+        let results = rt.block_on(run_sliced(&args, runs, slice, threads, &watch))?;
+        for result in &results {
+            if args.json {
+                println!("{result}");
+            } else {
+                println!("{}:", result["slice_target"].as_str().unwrap_or(""));
+                print_human(result);
+            }
+        }
+        return Ok(());
+    }
+    let Some(url) = args.url.as_deref() else {
+        bail!("--url is required (or --slice with --target)");
+    };
+    let shared = Arc::new(make_shared(&args, url, &[])?);
 
     if args.hold.is_some() || args.concurrency > 1000 {
         // Every connection needs a descriptor; raise the soft limit to the hard one.
@@ -197,15 +317,8 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 64);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("building the runtime")?;
+    let threads = runtime_threads(&args);
+    let rt = runtime(threads)?;
     let result = rt.block_on(async {
         match args.hold {
             Some(hold) => run_hold(&args, shared, hold, threads, &watch).await,
@@ -218,6 +331,20 @@ fn run(args: Args) -> Result<()> {
         print_human(&result);
     }
     Ok(())
+}
+
+fn runtime_threads(args: &Args) -> usize {
+    args.threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64)
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("building the runtime")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,8 +683,8 @@ async fn load_worker(
     id: usize,
     measure_start: Instant,
     deadline: Instant,
-) {
-    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    mut conn: Option<SendRequest<Full<Bytes>>>,
+) -> Option<SendRequest<Full<Bytes>>> {
     while Instant::now() < deadline && shared.take_slot() {
         let mut sender = match conn.take() {
             Some(s) => s,
@@ -602,6 +729,7 @@ async fn load_worker(
             conn = Some(sender);
         }
     }
+    conn
 }
 
 struct Watched {
@@ -696,6 +824,7 @@ async fn run_load(
             id,
             measure_start,
             deadline,
+            None,
         )));
     }
     tokio::time::sleep_until(measure_start).await;
@@ -712,13 +841,14 @@ async fn run_load(
         w.after = procstat::sample(w.pid);
     }
     let machine = machine_json(&watched, busy_before, procstat::machine_busy_ms(), elapsed);
-    let mut v = result_json(args, &stats, elapsed, &watched, None);
+    let mut v = result_json(args, args.url.as_deref(), &stats, elapsed, &watched, None);
     v["machine"] = machine;
     Ok(v)
 }
 
 fn result_json(
     args: &Args,
+    url: Option<&str>,
     stats: &Stats,
     elapsed: Duration,
     watched: &[Watched],
@@ -743,7 +873,7 @@ fn result_json(
     let mut v = json!({
         "tool": "sy-loadgen",
         "mode": mode,
-        "url": args.url,
+        "url": url,
         "concurrency": args.concurrency,
         "duration_s": args.duration.as_secs_f64(),
         "warmup_s": args.warmup.as_secs_f64(),
@@ -776,6 +906,134 @@ fn result_json(
         v["hold"] = h;
     }
     v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sliced: several targets taking turns
+
+/// One target of a sliced run and what its turns added up to.
+struct Turns {
+    target: SlicedTarget,
+    shared: Arc<Shared>,
+    sink: Arc<Sink>,
+    /// The target's connections, kept open between its turns.
+    conns: Vec<Option<SendRequest<Full<Bytes>>>>,
+    /// Time its turns took, from the start of each to its last answer.
+    active: Duration,
+    /// CPU time of each `--watch` tree (and the load generator) over its turns, in ms.
+    shared_cpu: Vec<f64>,
+    busy_ms: f64,
+    own_before: Option<Sample>,
+}
+
+/// One turn: every connection of the target sends requests until `deadline`; those sent from
+/// `measure_start` on count. Returns when the last answer is in.
+async fn turn(t: &mut Turns, measure_start: Instant, deadline: Instant) -> Result<()> {
+    let mut tasks = Vec::with_capacity(t.conns.len());
+    for (id, conn) in t.conns.iter_mut().enumerate() {
+        tasks.push(tokio::spawn(load_worker(
+            t.shared.clone(),
+            t.sink.clone(),
+            id,
+            measure_start,
+            deadline,
+            conn.take(),
+        )));
+    }
+    for (slot, task) in t.conns.iter_mut().zip(tasks) {
+        *slot = task
+            .await
+            .map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn run_sliced(
+    args: &Args,
+    runs: Vec<(SlicedTarget, Arc<Shared>)>,
+    slice: Duration,
+    threads: usize,
+    watch: &[(String, u32)],
+) -> Result<Vec<Value>> {
+    let mut turns: Vec<Turns> = runs
+        .into_iter()
+        .map(|(target, shared)| Turns {
+            sink: Arc::new(Sink::new(&shared.proto, args.concurrency, threads)),
+            conns: (0..args.concurrency).map(|_| None).collect(),
+            active: Duration::ZERO,
+            shared_cpu: vec![0.0; watch.len() + 1],
+            busy_ms: 0.0,
+            own_before: None,
+            target,
+            shared,
+        })
+        .collect();
+    // Warm-up: each target in turn, connections opened, nothing counted.
+    if !args.warmup.is_zero() {
+        for t in &mut turns {
+            let end = Instant::now() + args.warmup;
+            turn(t, end, end).await?;
+        }
+    }
+    for t in &mut turns {
+        t.own_before = t.target.own.and_then(procstat::sample);
+    }
+    let rounds = (args.duration.as_nanos().div_ceil(slice.as_nanos().max(1))).max(1) as u32;
+    let n = turns.len();
+    for round in 0..rounds {
+        // The last round takes what is left of --duration.
+        let len = slice.min(args.duration.saturating_sub(slice * round));
+        let len = if len.is_zero() { slice } else { len };
+        for k in 0..n {
+            let t = &mut turns[(round as usize + k) % n];
+            let watched = sample_all(watch);
+            let busy_before = procstat::machine_busy_ms();
+            let start = Instant::now();
+            turn(t, start, start + len).await?;
+            t.active += start.elapsed();
+            for (acc, w) in t.shared_cpu.iter_mut().zip(&watched) {
+                if let (Some(b), Some(a)) = (w.before, procstat::sample(w.pid)) {
+                    *acc += (a.cpu_ms - b.cpu_ms).max(0.0);
+                }
+            }
+            if let (Some(b), Some(a)) = (busy_before, procstat::machine_busy_ms()) {
+                t.busy_ms += (a - b).max(0.0);
+            }
+        }
+    }
+    // Work a target defers past its last turn (batched usage writes, flushed every 100 ms) is
+    // still its own: let it finish before the last sample of the targets' processes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut out = Vec::with_capacity(n);
+    for t in &turns {
+        let stats = t.sink.merged(&t.shared.proto);
+        // Each turn's CPU as the difference of two samples, the sums of those as one.
+        let mut watched: Vec<Watched> = sample_all(watch)
+            .into_iter()
+            .zip(&t.shared_cpu)
+            .map(|(mut w, cpu)| {
+                w.after = w.before.map(|s| Sample { cpu_ms: *cpu, ..s });
+                w.before = w.before.map(|s| Sample { cpu_ms: 0.0, ..s });
+                w
+            })
+            .collect();
+        if let Some(pid) = t.target.own {
+            watched.push(Watched {
+                name: "target".to_string(),
+                pid,
+                before: t.own_before,
+                after: procstat::sample(pid),
+            });
+        }
+        let machine = machine_json(&watched, Some(0.0), Some(t.busy_ms), t.active);
+        let mut v = result_json(args, Some(&t.target.url), &stats, t.active, &watched, None);
+        v["machine"] = machine;
+        v["slice_target"] = json!(t.target.name);
+        v["slice_s"] = json!(slice.as_secs_f64());
+        v["slices"] = json!(rounds);
+        out.push(v);
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -875,7 +1133,14 @@ async fn run_hold(
         "all_open_s": all_open.map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
         "completed_ok": stats.ok,
     });
-    let mut v = result_json(args, &stats, elapsed, &watched, Some(hold_json));
+    let mut v = result_json(
+        args,
+        args.url.as_deref(),
+        &stats,
+        elapsed,
+        &watched,
+        Some(hold_json),
+    );
     v["machine"] = machine;
     Ok(v)
 }
