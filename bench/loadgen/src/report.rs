@@ -1010,8 +1010,9 @@ impl Report {
             out,
             "Cells are medians over repetitions with (min–max). Overheads are per repetition \
              (target minus the direct run of the same repetition). CPU/req is the target's \
-             utime+stime over the measured window (in runs taking turns: over the whole \
-             repetition, as the target serves nothing between its turns) divided by successful \
+             utime+stime over the measured window (in runs taking turns: over each of its \
+             turns together with the turn after it, so that deferred work counts and idle time \
+             during other targets' turns does not) divided by successful \
              requests (10 ms tick resolution); peak RSS is the target's VmHWM (summed over its processes), the target \
              being restarted for every run.\n"
         );

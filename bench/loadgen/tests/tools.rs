@@ -280,6 +280,10 @@ fn sliced_runs_measure_each_target_in_turns() {
         missing["procs"]["target"]["peak_rss_kib"].as_u64().unwrap() > 0,
         "{missing}"
     );
+    assert!(
+        missing["procs"]["target"]["cpu_ms"].as_f64().unwrap() >= 0.0,
+        "{missing}"
+    );
 
     for args in [
         vec!["--slice", "100ms"],

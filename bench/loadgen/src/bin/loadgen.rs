@@ -17,9 +17,9 @@
 //!
 //! `--watch NAME=PID` samples CPU time and peak RSS of that process tree over the measured window
 //! (with `--slice`: over each target's own slices, credited to that target); `--target-watch
-//! NAME=PID` is a target's own process, reported as `target` in its result and sampled from
-//! before its first measured slice to after the last one (it serves nothing in between, and work
-//! it defers, such as batched writes, is still counted).
+//! NAME=PID` is a target's own process, reported as `target` in its result, its CPU summed over
+//! each of its turns together with the turn after it (work it defers, such as batched writes,
+//! is still counted; what it does idle during the other targets' turns is not).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -923,7 +923,9 @@ struct Turns {
     /// CPU time of each `--watch` tree (and the load generator) over its turns, in ms.
     shared_cpu: Vec<f64>,
     busy_ms: f64,
-    own_before: Option<Sample>,
+    /// CPU time of the target's own process over its turns, each with the turn after it
+    /// (see [`run_sliced`]), in ms.
+    own_cpu: f64,
 }
 
 /// One turn: every connection of the target sends requests until `deadline`; those sent from
@@ -963,7 +965,7 @@ async fn run_sliced(
             active: Duration::ZERO,
             shared_cpu: vec![0.0; watch.len() + 1],
             busy_ms: 0.0,
-            own_before: None,
+            own_cpu: 0.0,
             target,
             shared,
         })
@@ -975,9 +977,13 @@ async fn run_sliced(
             turn(t, end, end).await?;
         }
     }
-    for t in &mut turns {
-        t.own_before = t.target.own.and_then(procstat::sample);
-    }
+    // A target's own process is sampled before each of its turns and again only after the turn
+    // that follows (another target's, ~`slice` later): work it defers past its turn (batched
+    // usage writes, flushed every 100 ms) is still counted, while what it does idle during
+    // the other targets' turns (timers, polls) is not. Its next turn closes the window first if
+    // it comes next (a single target).
+    let own = |t: &Turns| t.target.own.and_then(procstat::sample).map(|s| s.cpu_ms);
+    let mut awaiting: Option<(usize, f64)> = None;
     let rounds = (args.duration.as_nanos().div_ceil(slice.as_nanos().max(1))).max(1) as u32;
     let n = turns.len();
     for round in 0..rounds {
@@ -985,7 +991,12 @@ async fn run_sliced(
         let len = slice.min(args.duration.saturating_sub(slice * round));
         let len = if len.is_zero() { slice } else { len };
         for k in 0..n {
-            let t = &mut turns[(round as usize + k) % n];
+            let i = (round as usize + k) % n;
+            if let Some((j, before)) = awaiting.take_if(|(j, _)| *j == i) {
+                turns[j].own_cpu += (own(&turns[j]).unwrap_or(before) - before).max(0.0);
+            }
+            let own_before = own(&turns[i]);
+            let t = &mut turns[i];
             let watched = sample_all(watch);
             let busy_before = procstat::machine_busy_ms();
             let start = Instant::now();
@@ -999,11 +1010,17 @@ async fn run_sliced(
             if let (Some(b), Some(a)) = (busy_before, procstat::machine_busy_ms()) {
                 t.busy_ms += (a - b).max(0.0);
             }
+            if let Some((j, before)) = awaiting.take() {
+                turns[j].own_cpu += (own(&turns[j]).unwrap_or(before) - before).max(0.0);
+            }
+            awaiting = own_before.map(|b| (i, b));
         }
     }
-    // Work a target defers past its last turn (batched usage writes, flushed every 100 ms) is
-    // still its own: let it finish before the last sample of the targets' processes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last turn's target: as long again as a turn for what it deferred.
+    if let Some((j, before)) = awaiting.take() {
+        tokio::time::sleep(slice).await;
+        turns[j].own_cpu += (own(&turns[j]).unwrap_or(before) - before).max(0.0);
+    }
     let mut out = Vec::with_capacity(n);
     for t in &turns {
         let stats = t.sink.merged(&t.shared.proto);
@@ -1018,11 +1035,15 @@ async fn run_sliced(
             })
             .collect();
         if let Some(pid) = t.target.own {
+            let last = procstat::sample(pid);
             watched.push(Watched {
                 name: "target".to_string(),
                 pid,
-                before: t.own_before,
-                after: procstat::sample(pid),
+                before: last.map(|s| Sample { cpu_ms: 0.0, ..s }),
+                after: last.map(|s| Sample {
+                    cpu_ms: t.own_cpu,
+                    ..s
+                }),
             });
         }
         let machine = machine_json(&watched, Some(0.0), Some(t.busy_ms), t.active);
