@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use super::period::Bounds;
 use super::window::{self, Window};
@@ -48,9 +49,11 @@ struct Spent {
 impl Memory {
     pub(super) fn admit(
         &self,
-        scopes: &[&(Scope, Limits)],
+        scopes: &[(Scope, Limits)],
         estimate: &Estimate,
     ) -> Result<(Ticket, Headroom), Denied> {
+        // Scopes without any limit are not held.
+        let scopes = || scopes.iter().filter(|(_, limits)| limits.is_limited());
         let now = estimate.now_ms;
         let mut state = self.lock();
         state.since_sweep += 1;
@@ -58,7 +61,7 @@ impl Memory {
             state.since_sweep = 0;
             state.scopes.retain(|_, s| !s.idle(now));
         }
-        for (scope, limits) in scopes {
+        for (scope, limits) in scopes() {
             let s = state.scopes.entry_ref(scope).or_default();
             s.check(limits, estimate).map_err(|mut denied| {
                 denied.scope = Some(scope.kind);
@@ -67,8 +70,8 @@ impl Memory {
         }
         let bucket = window::bucket(now);
         let mut headroom = Headroom::default();
-        let mut held = Vec::with_capacity(scopes.len());
-        for (scope, limits) in scopes {
+        let mut held = SmallVec::new();
+        for (scope, limits) in scopes() {
             let s = state.scopes.entry_ref(scope).or_default();
             if let Some(rpm) = limits.rpm {
                 s.requests.add(bucket, 1);

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use smallvec::SmallVec;
+
 /// Shared handle to the limits of every scope; cheap to clone.
 #[derive(Clone)]
 pub struct Limiter {
@@ -246,12 +248,7 @@ impl Limiter {
 
     /// Checks and reserves across all scopes at once, or reserves nothing and says why not.
     pub async fn admit(&self, request: &Request<'_>) -> Result<Reservation, Denied> {
-        let scopes: Vec<&(Scope, Limits)> = request
-            .scopes
-            .iter()
-            .filter(|(_, limits)| limits.is_limited())
-            .collect();
-        if scopes.is_empty() {
+        if !request.scopes.iter().any(|(_, limits)| limits.is_limited()) {
             return Ok(self.reservation(None, Headroom::default()));
         }
         let estimate = Estimate {
@@ -260,10 +257,17 @@ impl Limiter {
             now_ms: request.now_ms,
         };
         let (ticket, headroom) = match &self.inner.backend {
-            Backend::Memory(memory) => memory.admit(&scopes, &estimate)?,
+            Backend::Memory(memory) => memory.admit(request.scopes, &estimate)?,
             // Boxed: the Redis round trip is a large future that the in-memory limiter (and
             // every request's future above this one) should not carry.
-            Backend::Redis(remote) => Box::pin(remote.admit(&scopes, &estimate)).await?,
+            Backend::Redis(remote) => {
+                let scopes: Vec<&(Scope, Limits)> = request
+                    .scopes
+                    .iter()
+                    .filter(|(_, limits)| limits.is_limited())
+                    .collect();
+                Box::pin(remote.admit(&scopes, &estimate)).await?
+            }
         };
         Ok(self.reservation(Some(ticket), headroom))
     }
@@ -573,7 +577,8 @@ struct Ticket {
     now_ms: u64,
     tokens: u64,
     cost: u64,
-    held: Vec<Held>,
+    /// Inline for a key and its team: no allocation per admission.
+    held: SmallVec<[Held; 2]>,
 }
 
 struct Held {

@@ -29,7 +29,7 @@
 //! - **Power loss or a kernel crash** can additionally lose what was appended since the last
 //!   `fsync`: the records overflowed from a full queue since the writer's last tick (at most one
 //!   `flush_interval` of them), and a batch whose `fsync` had not returned (at most
-//!   `batch_size`, 1,000 by default). A torn last line is rejected and counted, never misread.
+//!   `batch_size`, 4,000 by default). A torn last line is rejected and counted, never misread.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -81,6 +81,35 @@ async fn sqlite_creates_the_file_and_memory_works() {
         .unwrap();
     assert!(path.exists());
     store.close().await;
+    // A new file is in WAL mode with 16 KiB pages (the usage writer's commits write fewer
+    // frames); a file made with other pages keeps them and opens as before.
+    let pragma = |path: &std::path::Path, name: &str| -> String {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+            .unwrap()
+    };
+    assert_eq!(pragma(&path, "page_size"), "16384");
+    assert_eq!(pragma(&path, "journal_mode"), "wal");
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x INTEGER);")
+        .unwrap();
+    let store = Store::connect(&format!("sqlite://{}", old.display()))
+        .await
+        .unwrap();
+    store.settings().set("a", "b").await.unwrap();
+    assert_eq!(
+        store.settings().get("a").await.unwrap().as_deref(),
+        Some("b")
+    );
+    store.close().await;
+    assert_eq!(pragma(&old, "page_size"), "4096");
     let mem = Store::connect("sqlite::memory:").await.unwrap();
     mem.settings().set("a", "b").await.unwrap();
     assert_eq!(mem.settings().get("a").await.unwrap().as_deref(), Some("b"));
