@@ -208,7 +208,8 @@ async fn open_sqlite(url: &str, options: &Options) -> Result<SqlitePool> {
             // For a new file only (an existing one keeps its page size). The usage writer
             // rewrites the last leaf of each index at every commit; with 16 KiB pages it
             // writes fewer WAL frames per record: ~10% less CPU on its thread at 30,000
-            // records/s (bench/README.md), with the usage queries as fast (SCALE.md).
+            // records/s, with the usage queries as fast (`usage_scale`, 300,000 records;
+            // README.md, Performance).
             .page_size(16384)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
