@@ -52,8 +52,7 @@ impl Memory {
         scopes: &[(Scope, Limits)],
         estimate: &Estimate,
     ) -> Result<(Ticket, Headroom), Denied> {
-        // Scopes without any limit are not held.
-        let scopes = || scopes.iter().filter(|(_, limits)| limits.is_limited());
+        let scopes = || super::limited(scopes);
         let now = estimate.now_ms;
         let mut state = self.lock();
         state.since_sweep += 1;

@@ -248,7 +248,7 @@ impl Limiter {
 
     /// Checks and reserves across all scopes at once, or reserves nothing and says why not.
     pub async fn admit(&self, request: &Request<'_>) -> Result<Reservation, Denied> {
-        if !request.scopes.iter().any(|(_, limits)| limits.is_limited()) {
+        if limited(request.scopes).next().is_none() {
             return Ok(self.reservation(None, Headroom::default()));
         }
         let estimate = Estimate {
@@ -261,11 +261,7 @@ impl Limiter {
             // Boxed: the Redis round trip is a large future that the in-memory limiter (and
             // every request's future above this one) should not carry.
             Backend::Redis(remote) => {
-                let scopes: Vec<&(Scope, Limits)> = request
-                    .scopes
-                    .iter()
-                    .filter(|(_, limits)| limits.is_limited())
-                    .collect();
+                let scopes: Vec<&(Scope, Limits)> = limited(request.scopes).collect();
                 Box::pin(remote.admit(&scopes, &estimate)).await?
             }
         };
@@ -521,6 +517,11 @@ const MICROS_PER_USD: f64 = 1_000_000.0;
 
 /// The retry hint when only requests in flight stand in the way (they may finish any moment).
 const SOON: Duration = Duration::from_secs(1);
+
+/// The scopes with any limit: the only ones an admission checks and holds.
+fn limited(scopes: &[(Scope, Limits)]) -> impl Iterator<Item = &(Scope, Limits)> + Clone {
+    scopes.iter().filter(|(_, limits)| limits.is_limited())
+}
 
 /// USD → micro-USD, the unit every counter uses (exact integers in Redis and in Lua).
 fn micros(usd: f64) -> u64 {
